@@ -1,0 +1,144 @@
+"""ONNX Runtime backend: the default, light and fast on CPU."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.backends.base import logits_to_scores
+from crossrank.errors import BackendUnavailableError, ConfigurationError, ModelIntegrityError
+from crossrank.models.config import ModelConfig
+
+__all__ = ["OnnxBackend"]
+
+logger = logging.getLogger(__name__)
+
+_OPTION_KEYS = {"num_threads", "inter_op_num_threads", "session_options", "providers", "graph_optimization_level"}
+
+
+class OnnxBackend:
+    """Scores pairs with an ONNX Runtime ``InferenceSession``.
+
+    Options (``Reranker(backend_options=...)``): ``num_threads`` (intra-op threads),
+    ``inter_op_num_threads``, ``session_options`` (a mapping of ``SessionOptions`` attributes),
+    ``providers`` (explicit provider list), ``graph_optimization_level`` (``"all"``,
+    ``"extended"``, ``"basic"``, ``"disable"``).
+
+    Dynamically quantized graphs are rewritten to per-token quantization on load (see
+    :mod:`crossrank.quantization`) so scores are batch-invariant; if a graph cannot be
+    rewritten, the backend reports ``batch_invariant = False`` and the engine scores rows alone.
+    """
+
+    name = "onnx"
+
+    def __init__(self, model_dir: Path, config: ModelConfig, device: str = "cpu", options: Mapping[str, Any] | None = None) -> None:
+        import onnxruntime as ort
+
+        options = dict(options or {})
+        unknown = set(options) - _OPTION_KEYS
+        if unknown:
+            raise ConfigurationError(f"unknown onnx backend options {sorted(unknown)}; expected some of {sorted(_OPTION_KEYS)}")
+        if config.onnx_file is None:
+            raise BackendUnavailableError(f"model {config.name} has no ONNX graph; use backend='torch'")
+        path = Path(model_dir) / config.onnx_file
+        if not path.is_file():
+            raise ModelIntegrityError(f"ONNX model file {path} is missing")
+        config.verify(model_dir, only=(config.onnx_file,))
+        session_options = ort.SessionOptions()
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }
+        level = options.get("graph_optimization_level", "all")
+        if level not in levels:
+            raise ConfigurationError(f"graph_optimization_level must be one of {sorted(levels)}; received {level!r}")
+        session_options.graph_optimization_level = levels[level]
+        if options.get("num_threads") is not None:
+            session_options.intra_op_num_threads = _positive_int(options["num_threads"], "num_threads")
+        if options.get("inter_op_num_threads") is not None:
+            session_options.inter_op_num_threads = _positive_int(options["inter_op_num_threads"], "inter_op_num_threads")
+        for key, value in dict(options.get("session_options") or {}).items():
+            if not hasattr(session_options, key):
+                raise ConfigurationError(f"onnxruntime.SessionOptions has no attribute {key!r}")
+            setattr(session_options, key, value)
+        providers = options.get("providers") or _providers_for(device, ort.get_available_providers())
+
+        self.batch_invariant = True
+        self.quantization = config.quantization
+        model_source: str | bytes = str(path)
+        if config.quantization in ("none", "dynamic-int8"):
+            model_source, self.quantization = _prepare_graph(path, config.quantization)
+        disabled: list[str] = []
+        if self.quantization == "per-token-int8":
+            from crossrank.quantization import PER_TOKEN_DISABLED_OPTIMIZERS
+
+            disabled = list(PER_TOKEN_DISABLED_OPTIMIZERS)
+        elif self.quantization == "dynamic-int8":
+            self.batch_invariant = False
+        try:
+            self.session = ort.InferenceSession(
+                model_source, session_options, providers=providers, disabled_optimizers=disabled
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
+            raise ModelIntegrityError(f"cannot load ONNX model {path}: {exc}") from None
+        self._input_names = {i.name for i in self.session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - self._input_names
+        if missing:
+            raise ModelIntegrityError(f"ONNX model {path} lacks inputs {sorted(missing)}; has {sorted(self._input_names)}")
+        self.providers = self.session.get_providers()
+
+    def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = token_type_ids
+        outputs = self.session.run(None, feeds)
+        return logits_to_scores(outputs[0])
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive int; received {value!r}")
+    return value
+
+
+def _providers_for(device: str, available: list[str]) -> list[str]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError(
+                f"device={device!r} needs onnxruntime-gpu (CUDAExecutionProvider); available providers: {available}. "
+                "Use backend='torch' or install onnxruntime-gpu."
+            )
+        device_id = int(device.split(":", 1)[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]  # type: ignore[list-item]
+    raise ConfigurationError(f"device must be 'cpu', 'cuda' or 'cuda:N'; received {device!r}")
+
+
+def _prepare_graph(path: Path, declared: str) -> tuple[str | bytes, str]:
+    """Rewrite dynamic quantization per token when the graph has it; return source and kind."""
+    import onnx
+
+    from crossrank.quantization import PerTokenRewriteError, has_dynamic_quantization, rewrite_per_token
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors are untyped
+        raise ModelIntegrityError(f"cannot parse ONNX model {path}: {exc}") from None
+    if not has_dynamic_quantization(model):
+        return str(path), "none"
+    try:
+        rewritten = rewrite_per_token(model)
+    except PerTokenRewriteError as exc:
+        logger.warning("%s: dynamic quantization kept per tensor (%s); scoring pairs one at a time", path, exc)
+        return str(path), "dynamic-int8"
+    return rewritten.SerializeToString(), "per-token-int8"  # type: ignore[attr-defined]

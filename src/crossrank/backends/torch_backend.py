@@ -1,0 +1,101 @@
+"""PyTorch backend (``pip install 'crossrank[torch]'``): GPUs, fp16, and the trainer's models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.backends.base import BatchTooLargeError, logits_to_scores
+from crossrank.errors import BackendUnavailableError, ConfigurationError, ModelIntegrityError, missing_dependency
+from crossrank.models.config import ModelConfig
+
+__all__ = ["TorchBackend"]
+
+_OPTION_KEYS = {"dtype", "trust_remote_code", "num_threads"}
+
+
+class TorchBackend:
+    """Scores pairs with a Hugging Face ``AutoModelForSequenceClassification``.
+
+    Weights are read from safetensors only; ``trust_remote_code`` stays off unless the caller
+    passes ``backend_options={"trust_remote_code": True}``. A CUDA out-of-memory error is
+    raised as :class:`~crossrank.backends.base.BatchTooLargeError` so the engine can halve the
+    batch and retry.
+    """
+
+    name = "torch"
+    batch_invariant = True
+
+    def __init__(self, model_dir: Path, config: ModelConfig, device: str = "cpu", options: Mapping[str, Any] | None = None) -> None:
+        try:
+            import torch
+            from transformers import AutoConfig, AutoModelForSequenceClassification
+        except ImportError:
+            raise missing_dependency("torch and transformers", "torch", "The PyTorch backend") from None
+        options = dict(options or {})
+        unknown = set(options) - _OPTION_KEYS
+        if unknown:
+            raise ConfigurationError(f"unknown torch backend options {sorted(unknown)}; expected some of {sorted(_OPTION_KEYS)}")
+        if config.torch_weights is None:
+            raise BackendUnavailableError(
+                f"model {config.name} has no safetensors weights (only ONNX); use backend='onnx'"
+            )
+        model_dir = Path(model_dir)
+        trust_remote_code = bool(options.get("trust_remote_code", False))
+        hf_config_path = model_dir / "config.json"
+        if hf_config_path.is_file():
+            try:
+                hf_config = json.loads(hf_config_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ModelIntegrityError(f"cannot read {hf_config_path}: {exc}") from None
+            if hf_config.get("auto_map") and not trust_remote_code:
+                raise ConfigurationError(
+                    f"{hf_config_path} asks to run custom code (auto_map); refused. Pass "
+                    "backend_options={'trust_remote_code': True} only if you trust this model."
+                )
+        config.verify(model_dir, only=(config.torch_weights,))
+        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        dtype_name = options.get("dtype", "float32")
+        if dtype_name not in dtypes:
+            raise ConfigurationError(f"dtype must be one of {sorted(dtypes)}; received {dtype_name!r}")
+        if options.get("num_threads") is not None:
+            torch.set_num_threads(int(options["num_threads"]))
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError(f"device={device!r} but torch sees no CUDA device")
+        self._torch = torch
+        self.device = torch.device(device)
+        try:
+            auto_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir),
+                config=auto_config,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
+                dtype=dtypes[dtype_name],
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelIntegrityError(f"cannot load PyTorch model from {model_dir}: {exc}") from None
+        self.model.to(self.device).eval()
+
+    def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        feeds = {
+            "input_ids": torch.from_numpy(input_ids).to(self.device),
+            "attention_mask": torch.from_numpy(attention_mask).to(self.device),
+        }
+        if getattr(self.model.config, "type_vocab_size", 0) > 1:
+            feeds["token_type_ids"] = torch.from_numpy(token_type_ids).to(self.device)
+        try:
+            with torch.inference_mode():
+                logits = self.model(**feeds).logits
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise BatchTooLargeError(f"out of device memory for a batch of shape {tuple(input_ids.shape)}") from None
+        return logits_to_scores(logits.float().cpu().numpy())
+
+    def close(self) -> None:
+        self.model = None

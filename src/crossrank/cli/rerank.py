@@ -1,0 +1,62 @@
+"""``crossrank rerank``: rerank documents from a JSONL file for one query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+
+from crossrank.cli.common import add_model_options, parse_threshold, read_jsonl_documents, reranker_from_args
+from crossrank.results import RerankResult
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "rerank",
+        help="rerank documents for a query",
+        description="Rerank documents (JSONL: one JSON string or {\"text\": ...} object per line).",
+    )
+    parser.add_argument("--query", "-q", required=True)
+    parser.add_argument("--documents", "-d", required=True, help="JSONL file, or - for stdin")
+    parser.add_argument("--top-k", "-k", type=int, default=None)
+    parser.add_argument("--threshold", "-t", type=parse_threshold, default=None, help="probability or 'calibrated'")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_model_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    documents = read_jsonl_documents(args.documents)
+    reranker = reranker_from_args(args)
+    result = reranker.rerank(args.query, documents, top_k=args.top_k, threshold=args.threshold)
+    if args.format == "json":
+        json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_table(result))
+    return 0
+
+
+def format_table(result: RerankResult) -> str:
+    width = shutil.get_terminal_size((100, 20)).columns
+    text_width = max(20, width - 34)
+    lines = [f"{'rank':>4}  {'score':>6}  {'logit':>7}  {'input':>5}  text"]
+    for doc in result:
+        text = " ".join(doc.text.split())
+        if len(text) > text_width:
+            text = text[: text_width - 1] + "…"
+        lines.append(f"{doc.rank:>4}  {doc.score:>6.3f}  {doc.raw_score:>7.2f}  {doc.index:>5}  {text}")
+    if result.abstained:
+        lines.append(f"no document reached the threshold {result.threshold:.3f}: nothing here is relevant")
+    stats = result.stats
+    notes = []
+    if stats.truncated_documents:
+        notes.append(f"{stats.truncated_documents} truncated")
+    if stats.windowed_documents:
+        notes.append(f"{stats.windowed_documents} windowed into {stats.windows} windows")
+    if stats.truncated_queries:
+        notes.append("query truncated")
+    if notes:
+        lines.append("note: " + ", ".join(notes))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,9 @@
+"""Model files, their configuration, the model cache and the sources that fill it."""
+
+from __future__ import annotations
+
+from crossrank.models.config import ModelConfig
+from crossrank.models.resolve import resolve_model
+from crossrank.models.sources import ModelSource
+
+__all__ = ["ModelConfig", "ModelSource", "resolve_model"]

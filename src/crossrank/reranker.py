@@ -1,0 +1,605 @@
+"""The reranking engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crossrank.backends.base import BackendSpec, BatchTooLargeError, ScoringBackend
+from crossrank.batching import pad_batch, plan_batches
+from crossrank.calibration import CALIBRATION_FILENAME, Calibration, load_calibration
+from crossrank.documents import normalize_documents, validate_probability, validate_query, validate_top_k
+from crossrank.encoding import LONG_DOCUMENT_MODES, POOLING_MODES, PairEncoder
+from crossrank.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidInputTypeError,
+    describe,
+)
+from crossrank.models.config import ModelConfig
+from crossrank.models.sources import DEFAULT_MODEL
+from crossrank.results import BatchShape, RerankResult, RerankStats, ScoredDocument
+
+if TYPE_CHECKING:
+    import pluggy
+
+__all__ = ["Reranker", "Threshold"]
+
+logger = logging.getLogger("crossrank")
+
+Threshold = float | str | bool | None
+"""A probability in [0, 1], ``"calibrated"`` for the model's fitted rule, or ``None``/``False`` for none."""
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+_UNSET: Any = _Unset()
+
+
+@dataclass
+class _Scored:
+    logits: np.ndarray
+    stats: RerankStats
+
+
+class Reranker:
+    """Reranks passages for a query with a cross-encoder and calibrated scores.
+
+    The constructor only validates; the model loads on first use or on :meth:`warm_up`.
+
+    Args:
+        model: Local folder, Hugging Face id, or registered name. Defaults to the embedded
+            ``cross-encoder/ms-marco-MiniLM-L-12-v2`` (int8 ONNX).
+        backend: ``"auto"`` (ONNX when the model has a graph), ``"onnx"``, ``"torch"`` or any
+            registered plugin backend.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        max_length: Tokens per model input; defaults to the model's limit.
+        max_query_length: Tokens kept from the query (default: half of ``max_length``).
+        batch_size: Most rows per model call.
+        token_budget: Most padded tokens per model call (rows x longest row); bounds memory.
+        long_documents: ``"truncate"`` or ``"window"`` (overlapping windows, pooled).
+        window_overlap: Tokens shared by consecutive windows (default: a quarter of the
+            document budget, at most 64).
+        window_pooling: ``"max"`` or ``"mean"`` of the window logits.
+        max_windows: Most windows per document; text beyond is ignored and counted.
+        threshold: Default threshold for :meth:`rerank` (probability, ``"calibrated"`` or None).
+        top_k: Default number of documents to return (None: all that pass the threshold).
+        calibration: A :class:`~crossrank.calibration.Calibration` or path to its JSON;
+            default: the model folder's ``calibration.json``, else a plain sigmoid.
+        backend_options: Backend-specific options (e.g. ``{"num_threads": 2}``).
+        allow_download: Whether a missing model may be fetched from a registered source.
+        plugin_manager: A custom plugin manager (default: the process-wide one).
+        show_progress: Show a progress bar on stderr for long inputs (off when not a TTY).
+
+    Example:
+        >>> from crossrank import Reranker
+        >>> reranker = Reranker()  # cheap: nothing is loaded yet
+        >>> result = reranker.rerank(  # doctest: +SKIP
+        ...     "How many people live in Berlin?",
+        ...     ["Berlin has about 3.7 million inhabitants.", "Berlin is known for its museums."],
+        ... )
+        >>> result[0].index  # doctest: +SKIP
+        0
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        *,
+        backend: str = "auto",
+        device: str = "cpu",
+        max_length: int | None = None,
+        max_query_length: int | None = None,
+        batch_size: int = 32,
+        token_budget: int = 16384,
+        long_documents: str = "truncate",
+        window_overlap: int | None = None,
+        window_pooling: str = "max",
+        max_windows: int = 8,
+        threshold: Threshold = None,
+        top_k: int | None = None,
+        calibration: Calibration | str | Path | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+        allow_download: bool = True,
+        plugin_manager: pluggy.PluginManager | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        if not isinstance(model, (str, Path)) or not str(model).strip():
+            raise ConfigurationError(f"model must be a non-empty name or path; received {describe(model)}")
+        if not isinstance(backend, str) or not backend:
+            raise ConfigurationError(f"backend must be a backend name; received {describe(backend)}")
+        if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda") or device.startswith("mps")):
+            raise ConfigurationError(f"device must be 'cpu', 'cuda' or 'cuda:N'; received {describe(device)}")
+        for name, value, minimum in (
+            ("max_length", max_length, 8),
+            ("max_query_length", max_query_length, 1),
+            ("batch_size", batch_size, 1),
+            ("token_budget", token_budget, 8),
+            ("window_overlap", window_overlap, 0),
+            ("max_windows", max_windows, 1),
+        ):
+            if value is None and name in ("max_length", "max_query_length", "window_overlap"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigurationError(f"{name} must be an int >= {minimum}; received {describe(value)}")
+        if long_documents not in LONG_DOCUMENT_MODES:
+            raise ConfigurationError(f"long_documents must be one of {LONG_DOCUMENT_MODES}; received {long_documents!r}")
+        if window_pooling not in POOLING_MODES:
+            raise ConfigurationError(f"window_pooling must be one of {POOLING_MODES}; received {window_pooling!r}")
+        if calibration is not None and not isinstance(calibration, (Calibration, str, Path)):
+            raise ConfigurationError(f"calibration must be a Calibration or a path; received {describe(calibration)}")
+        self._check_threshold(threshold)
+        validate_top_k(top_k)
+        self.model = str(model)
+        self.backend = backend
+        self.device = device
+        self.max_length = max_length
+        self.max_query_length = max_query_length
+        self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.long_documents = long_documents
+        self.window_overlap = window_overlap
+        self.window_pooling = window_pooling
+        self.max_windows = max_windows
+        self.threshold = threshold
+        self.top_k = top_k
+        self._calibration_option = calibration
+        self.backend_options = dict(backend_options or {})
+        self.allow_download = allow_download
+        self.show_progress = show_progress
+        self._plugin_manager = plugin_manager
+        self._lock = threading.Lock()
+        self._loaded: tuple[ScoringBackend, PairEncoder, ModelConfig, Calibration, Path] | None = None
+
+    # ----------------------------------------------------------------- configuration
+    def to_dict(self) -> dict[str, Any]:
+        """The constructor options as plain JSON-compatible values."""
+        calibration = self._calibration_option
+        if isinstance(calibration, Calibration):
+            calibration = {"inline": calibration.to_dict()}  # type: ignore[assignment]
+        elif isinstance(calibration, Path):
+            calibration = str(calibration)
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "device": self.device,
+            "max_length": self.max_length,
+            "max_query_length": self.max_query_length,
+            "batch_size": self.batch_size,
+            "token_budget": self.token_budget,
+            "long_documents": self.long_documents,
+            "window_overlap": self.window_overlap,
+            "window_pooling": self.window_pooling,
+            "max_windows": self.max_windows,
+            "threshold": self.threshold,
+            "top_k": self.top_k,
+            "calibration": calibration,
+            "backend_options": dict(self.backend_options),
+            "allow_download": self.allow_download,
+            "show_progress": self.show_progress,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reranker:
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"Reranker.from_dict expects a mapping; received {describe(data)}")
+        options = dict(data)
+        calibration = options.get("calibration")
+        if isinstance(calibration, Mapping):
+            options["calibration"] = Calibration.from_dict(calibration["inline"])
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise ConfigurationError(f"invalid Reranker configuration: {exc}") from None
+
+    # ----------------------------------------------------------------- loading
+    def warm_up(self) -> Reranker:
+        """Load the model now (otherwise it loads on first use). Returns ``self``."""
+        self._load()
+        return self
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self._load()[2]
+
+    @property
+    def model_path(self) -> Path:
+        return self._load()[4]
+
+    @property
+    def calibration(self) -> Calibration:
+        return self._load()[3]
+
+    @property
+    def backend_name(self) -> str:
+        return self._load()[0].name
+
+    @property
+    def model_id(self) -> str:
+        """``name@revision``: identifies the scores this reranker produces."""
+        config = self.model_config
+        return f"{config.name}@{config.revision}"
+
+    def _load(self) -> tuple[ScoringBackend, PairEncoder, ModelConfig, Calibration, Path]:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load_now()
+            return self._loaded
+
+    def _load_now(self) -> tuple[ScoringBackend, PairEncoder, ModelConfig, Calibration, Path]:
+        from crossrank.models.resolve import resolve_model
+        from crossrank.plugins import backend_registry
+
+        resolved = resolve_model(self.model, plugin_manager=self._plugin_manager, allow_fetch=self.allow_download)
+        config = resolved.config
+        spec = self._choose_backend(backend_registry(self._plugin_manager), config)
+        max_length = self.max_length or config.max_length
+        if max_length > config.max_length:
+            raise ConfigurationError(f"max_length={max_length} exceeds the model's limit of {config.max_length} tokens")
+        if self.token_budget < max_length:
+            raise ConfigurationError(
+                f"token_budget={self.token_budget} must be at least max_length={max_length} so one full row fits"
+            )
+        encoder = PairEncoder.from_file(
+            resolved.path / config.tokenizer_file,
+            max_length=max_length,
+            max_query_length=self.max_query_length,
+            long_documents=self.long_documents,
+            window_overlap=self.window_overlap,
+            max_windows=self.max_windows,
+        )
+        calibration = self._load_calibration(resolved.path)
+        backend = spec.build(resolved.path, config, self.device, self.backend_options)
+        logger.debug(
+            "loaded model %s (%s) from %s with backend %s", config.name, config.revision, resolved.path, spec.name
+        )
+        return backend, encoder, config, calibration, resolved.path
+
+    def _choose_backend(self, registry: Mapping[str, BackendSpec], config: ModelConfig) -> BackendSpec:
+        if self.backend != "auto":
+            spec = registry.get(self.backend)
+            if spec is None:
+                raise BackendUnavailableError(f"unknown backend {self.backend!r}; registered: {sorted(registry)}")
+            if not spec.is_available():
+                raise BackendUnavailableError(f"backend {self.backend!r} is not installed: {spec.description}")
+            if not spec.can_run(config):
+                raise BackendUnavailableError(
+                    f"backend {self.backend!r} cannot run model {config.name}: it needs {spec.needs_file} weights"
+                )
+            return spec
+        candidates = sorted(registry.values(), key=lambda s: -s.priority)
+        if self.device != "cpu":
+            # ONNX Runtime on GPU needs onnxruntime-gpu; prefer a backend that really has the device.
+            candidates.sort(key=lambda s: (s.name == "onnx" and not _ort_has_cuda(), -s.priority))
+        for spec in candidates:
+            if spec.is_available() and spec.can_run(config):
+                return spec
+        raise BackendUnavailableError(
+            f"no installed backend can run model {config.name} (onnx file: {config.onnx_file}, "
+            f"torch weights: {config.torch_weights}); registered: {sorted(registry)}"
+        )
+
+    def _load_calibration(self, model_path: Path) -> Calibration:
+        option = self._calibration_option
+        if isinstance(option, Calibration):
+            return option
+        if option is not None:
+            return load_calibration(option)
+        candidate = model_path / CALIBRATION_FILENAME
+        if candidate.is_file():
+            return load_calibration(candidate)
+        return Calibration()
+
+    def close(self) -> None:
+        """Release the model; the next call loads it again."""
+        with self._lock:
+            if self._loaded is not None:
+                self._loaded[0].close()
+            self._loaded = None
+
+    # ----------------------------------------------------------------- scoring
+    @staticmethod
+    def _check_threshold(threshold: object) -> None:
+        if threshold is None or threshold is False or threshold == "calibrated":
+            return
+        validate_probability(threshold, "threshold")
+
+    def _score_pairs(self, queries: list[str], texts: list[str], query_of_pair: list[int]) -> _Scored:
+        backend, encoder, config, _calibration, _ = self._load()
+        stats = RerankStats(documents=len(texts), backend=backend.name, model=f"{config.name}@{config.revision}")
+        if not texts:
+            return _Scored(np.zeros(0, dtype=np.float64), stats)
+        started = time.perf_counter()
+        segments, report = encoder.encode(queries, texts, query_of_pair)
+        stats.truncated_documents = report.truncated_documents
+        stats.windowed_documents = report.windowed_documents
+        stats.windows = report.windows
+        stats.truncated_queries = report.truncated_queries
+        stats.pairs_scored = len(segments)
+        encoded = time.perf_counter()
+        lengths = [len(s.input_ids) for s in segments]
+        if backend.batch_invariant:
+            batches = plan_batches(lengths, batch_size=self.batch_size, token_budget=self.token_budget)
+        else:
+            batches = [[i] for i in sorted(range(len(segments)), key=lambda i: -lengths[i])]
+        row_logits = np.empty(len(segments), dtype=np.float64)
+        progress = None
+        if self.show_progress and len(segments) > 64:
+            from tqdm import tqdm
+
+            progress = tqdm(total=len(segments), unit="pair", desc="reranking", disable=None, leave=False)
+        try:
+            for batch in batches:
+                self._run_batch(backend, encoder.pad_id, segments, batch, row_logits, stats)
+                if progress is not None:
+                    progress.update(len(batch))
+        finally:
+            if progress is not None:
+                progress.close()
+        scored = time.perf_counter()
+        logits = self._pool(row_logits, [s.pair for s in segments], len(texts))
+        stats.tokenize_ms = (encoded - started) * 1000
+        stats.model_ms = (scored - encoded) * 1000
+        return _Scored(logits, stats)
+
+    def _run_batch(
+        self,
+        backend: ScoringBackend,
+        pad_id: int,
+        segments: list[Any],
+        batch: list[int],
+        out: np.ndarray,
+        stats: RerankStats,
+    ) -> None:
+        input_ids, attention, types = pad_batch([(segments[i].input_ids, segments[i].token_type_ids) for i in batch], pad_id)
+        try:
+            logits = backend.score(input_ids, attention, types)
+        except BatchTooLargeError:
+            if len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            logger.warning("batch of %d rows ran out of memory; retrying as two halves", len(batch))
+            self._run_batch(backend, pad_id, segments, batch[:half], out, stats)
+            self._run_batch(backend, pad_id, segments, batch[half:], out, stats)
+            return
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        if logits.shape[0] != len(batch):
+            raise BackendUnavailableError(
+                f"backend {backend.name} returned {logits.shape[0]} scores for a batch of {len(batch)} rows"
+            )
+        stats.batches.append(BatchShape(rows=len(batch), length=int(input_ids.shape[1])))
+        out[batch] = logits
+
+    def _pool(self, row_logits: np.ndarray, pair_of_row: list[int], pairs: int) -> np.ndarray:
+        pooled = np.full(pairs, -np.inf if self.window_pooling == "max" else 0.0)
+        counts = np.zeros(pairs)
+        for logit, pair in zip(row_logits, pair_of_row):
+            if self.window_pooling == "max":
+                pooled[pair] = max(pooled[pair], logit)
+            else:
+                pooled[pair] += logit
+            counts[pair] += 1
+        if self.window_pooling == "mean":
+            pooled /= counts
+        # Non-finite logits would poison calibration and sorting; clamp them to the float range.
+        return np.nan_to_num(pooled, nan=-1e4, posinf=1e4, neginf=-1e4)
+
+    def score(self, pairs: Sequence[tuple[str, Any]], *, raw: bool = False) -> np.ndarray:
+        """Score ``(query, document)`` pairs in one batched pass.
+
+        Returns calibrated probabilities (or raw logits with ``raw=True``) in input order.
+
+        Example:
+            >>> Reranker().score([("capital of France", "Paris is the capital of France.")])  # doctest: +SKIP
+            array([0.99...])
+        """
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+            raise InvalidInputTypeError(f"pairs must be a list of (query, document) tuples; received {describe(pairs)}")
+        query_index: dict[str, int] = {}
+        queries: list[str] = []
+        documents: list[Any] = []
+        query_of_pair: list[int] = []
+        for position, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InvalidInputTypeError(f"pair {position} must be a (query, document) tuple; received {describe(pair)}")
+            query = validate_query(pair[0])
+            if query not in query_index:
+                query_index[query] = len(queries)
+                queries.append(query)
+            query_of_pair.append(query_index[query])
+            documents.append(pair[1])
+        texts, _ = normalize_documents(documents)
+        logits = self._score_pairs(queries, texts, query_of_pair).logits
+        if raw:
+            return logits
+        return self.calibration.calibrator.transform(logits) if len(logits) else logits
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        *,
+        top_k: int | None = _UNSET,
+        threshold: Threshold = _UNSET,
+    ) -> RerankResult:
+        """Rank ``documents`` for ``query``, best first.
+
+        Args:
+            query: The question or search query.
+            documents: Strings, :class:`~crossrank.Document` objects, mappings with a
+                ``text`` key, or framework documents; none of them is modified.
+            top_k: Keep at most this many (after the threshold). Defaults to the
+                constructor's value.
+            threshold: Keep only documents whose calibrated score is at least this
+                probability; ``"calibrated"`` applies the model's fitted rule; ``None`` or
+                ``False`` keeps everything. Defaults to the constructor's value.
+
+        Returns:
+            A :class:`~crossrank.RerankResult`; ``result.abstained`` is True when the
+            threshold left nothing.
+        """
+        return self.score_many([(query, documents)], top_k=top_k, threshold=threshold)[0]
+
+    def score_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        top_k: int | None = _UNSET,
+        threshold: Threshold = _UNSET,
+    ) -> list[RerankResult]:
+        """Rerank several queries' candidate lists in one batched pass (multi-query batching)."""
+        if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+            raise InvalidInputTypeError(
+                f"requests must be a list of (query, documents) tuples; received {describe(requests)}"
+            )
+        top_k = self.top_k if top_k is _UNSET else validate_top_k(top_k)
+        threshold = self.threshold if threshold is _UNSET else threshold
+        self._check_threshold(threshold)
+        queries: list[str] = []
+        all_texts: list[str] = []
+        all_metadata: list[dict[str, Any]] = []
+        query_of_pair: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for position, request in enumerate(requests):
+            if not isinstance(request, (tuple, list)) or len(request) != 2:
+                raise InvalidInputTypeError(
+                    f"request {position} must be a (query, documents) tuple; received {describe(request)}"
+                )
+            query = validate_query(request[0])
+            texts, metadata = normalize_documents(request[1])
+            spans.append((len(all_texts), len(all_texts) + len(texts)))
+            query_of_pair.extend([len(queries)] * len(texts))
+            queries.append(query)
+            all_texts.extend(texts)
+            all_metadata.extend(metadata)
+        scored = self._score_pairs(queries, all_texts, query_of_pair) if all_texts else None
+        results = []
+        for q, (start, end) in enumerate(spans):
+            logits = scored.logits[start:end] if scored is not None else np.zeros(0)
+            started = time.perf_counter()
+            stats = self._split_stats(scored.stats if scored is not None else None, end - start, len(all_texts))
+            result = self._finish(
+                queries[q], all_texts[start:end], all_metadata[start:end], logits, top_k, threshold, stats
+            )
+            stats.post_ms = (time.perf_counter() - started) * 1000
+            logger.debug("rerank stats: %s", stats)
+            results.append(result)
+        return results
+
+    def _split_stats(self, shared: RerankStats | None, documents: int, total: int) -> RerankStats:
+        if shared is None:
+            stats = RerankStats(documents=documents)
+            if self._loaded is not None:
+                stats.backend = self._loaded[0].name
+                stats.model = f"{self._loaded[2].name}@{self._loaded[2].revision}"
+            return stats
+        if documents == total:
+            return shared
+        # Several queries shared the model calls: counts stay call-wide, documents are per query.
+        stats = RerankStats(**{**shared.to_dict(), "batches": list(shared.batches), "documents": documents})
+        return stats
+
+    def _resolve_threshold(self, threshold: Threshold, calibration: Calibration) -> float | None:
+        if threshold is None or threshold is False:
+            return None
+        if threshold == "calibrated":
+            if calibration.threshold is None:
+                raise ConfigurationError(
+                    "threshold='calibrated' needs a fitted threshold in the model's calibration.json; "
+                    "this model has none (fit one with 'crossrank tune' or pass a probability)"
+                )
+            return calibration.threshold
+        return float(threshold)  # type: ignore[arg-type]
+
+    def _finish(
+        self,
+        query: str,
+        texts: list[str],
+        metadata: list[dict[str, Any]],
+        logits: np.ndarray,
+        top_k: int | None,
+        threshold: Threshold,
+        stats: RerankStats,
+    ) -> RerankResult:
+        if not texts:
+            return RerankResult([], query=query, threshold=None, stats=stats)
+        calibration = self._load()[3]
+        probabilities = np.clip(calibration.calibrator.transform(logits), 0.0, 1.0)
+        cut = self._resolve_threshold(threshold, calibration)
+        order = sorted(range(len(texts)), key=lambda i: (-probabilities[i], -logits[i], i))
+        kept = order
+        abstain = False
+        if cut is not None:
+            kept = [i for i in order if probabilities[i] >= cut]
+            stats.dropped_by_threshold = len(order) - len(kept)
+            abstain = not kept
+        if threshold == "calibrated" and calibration.abstention is not None and kept:
+            from crossrank.abstention import should_abstain
+
+            if should_abstain(calibration.abstention, probabilities[order], logits[order]):
+                stats.dropped_by_threshold = len(order)
+                kept, abstain = [], True
+        stats.abstained = abstain
+        if top_k is not None:
+            kept = kept[:top_k]
+        documents = [
+            ScoredDocument(
+                index=i,
+                text=texts[i],
+                score=float(probabilities[i]),
+                raw_score=float(logits[i]),
+                metadata=metadata[i],
+                rank=rank,
+            )
+            for rank, i in enumerate(kept, start=1)
+        ]
+        return RerankResult(documents, query=query, threshold=cut, stats=stats)
+
+    # ----------------------------------------------------------------- async
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        *,
+        top_k: int | None = _UNSET,
+        threshold: Threshold = _UNSET,
+    ) -> RerankResult:
+        """:meth:`rerank` in a worker thread, so the event loop keeps running while the model works."""
+        return await asyncio.to_thread(self.rerank, query, documents, top_k=top_k, threshold=threshold)
+
+    async def ascore_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        top_k: int | None = _UNSET,
+        threshold: Threshold = _UNSET,
+    ) -> list[RerankResult]:
+        return await asyncio.to_thread(self.score_many, requests, top_k=top_k, threshold=threshold)
+
+    def __repr__(self) -> str:
+        return f"Reranker(model={self.model!r}, backend={self.backend!r}, device={self.device!r})"
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
