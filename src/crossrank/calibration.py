@@ -30,6 +30,7 @@ __all__ = [
     "CALIBRATION_FORMAT_VERSION",
     "load_calibration",
     "save_calibration",
+    "packaged_calibration",
 ]
 
 CALIBRATION_FILENAME = "calibration.json"
@@ -236,6 +237,21 @@ class Calibration:
             abstention=dict(abstention) if abstention is not None else None,
             provenance=dict(provenance),
         )
+
+
+def packaged_calibration(config: object) -> Path | None:
+    """The calibration shipped inside crossrank for a model revision, if there is one.
+
+    Files live in ``crossrank/calibrations/`` named after the model name and revision
+    (``/`` replaced by ``--``), e.g. ``cross-encoder--ms-marco-MiniLM-L-12-v2@<revision>.json``.
+    A calibration is only valid for the exact weights it was fitted on, hence the revision.
+    """
+    from importlib import resources
+
+    name = getattr(config, "name", "").replace("/", "--")
+    revision = getattr(config, "revision", "").replace("/", "--")
+    candidate = resources.files("crossrank.calibrations").joinpath(f"{name}@{revision}.json")
+    return Path(str(candidate)) if candidate.is_file() else None
 
 
 def load_calibration(path: str | Path) -> Calibration:

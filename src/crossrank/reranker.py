@@ -15,7 +15,7 @@ import numpy as np
 
 from crossrank.backends.base import BackendSpec, BatchTooLargeError, ScoringBackend
 from crossrank.batching import pad_batch, plan_batches
-from crossrank.calibration import CALIBRATION_FILENAME, Calibration, load_calibration
+from crossrank.calibration import CALIBRATION_FILENAME, Calibration, load_calibration, packaged_calibration
 from crossrank.documents import normalize_documents, validate_probability, validate_query, validate_top_k
 from crossrank.encoding import LONG_DOCUMENT_MODES, POOLING_MODES, PairEncoder
 from crossrank.errors import (
@@ -306,7 +306,14 @@ class Reranker:
         candidate = model_path / CALIBRATION_FILENAME
         if candidate.is_file():
             return load_calibration(candidate)
+        packaged = packaged_calibration(self._load_config_only(model_path))
+        if packaged is not None:
+            return load_calibration(packaged)
         return Calibration()
+
+    @staticmethod
+    def _load_config_only(model_path: Path) -> ModelConfig:
+        return ModelConfig.load(model_path)
 
     def close(self) -> None:
         """Release the model; the next call loads it again."""
