@@ -36,9 +36,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-12-v2"
 
 
-def offline_mode() -> bool:
-    """True when ``CROSSRANK_OFFLINE`` (or ``HF_HUB_OFFLINE``) forbids any download."""
-    return any(os.environ.get(var, "").lower() in ("1", "true", "yes") for var in ("CROSSRANK_OFFLINE", "HF_HUB_OFFLINE"))
+def offline_mode(*, hub: bool = False) -> bool:
+    """True when ``CROSSRANK_OFFLINE`` forbids downloads (for the Hub, ``HF_HUB_OFFLINE`` too)."""
+    names = ("CROSSRANK_OFFLINE", "HF_HUB_OFFLINE") if hub else ("CROSSRANK_OFFLINE",)
+    return any(os.environ.get(var, "").lower() in ("1", "true", "yes") for var in names)
 
 
 @dataclass(frozen=True)
@@ -240,8 +241,8 @@ class HubSource(ModelSource):
         return model.count("/") == 1 and not Path(model).exists()
 
     def fetch(self, model: str, destination: Path) -> ModelConfig:
-        if offline_mode():
-            raise ModelNotFoundError(f"{model}: the Hugging Face Hub is not reachable in offline mode")
+        if offline_mode(hub=True):
+            raise ModelNotFoundError(f"{model}: the Hugging Face Hub is not used in offline mode (CROSSRANK_OFFLINE or HF_HUB_OFFLINE)")
         try:
             from huggingface_hub import snapshot_download
         except ImportError:

@@ -1,0 +1,5 @@
+"""``python -m crossrank`` runs the command line."""
+
+from crossrank.cli import run
+
+run()

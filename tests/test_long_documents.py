@@ -1,0 +1,82 @@
+"""Query-safe truncation and long-document windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crossrank import ConfigurationError, Reranker
+from crossrank.encoding import PairEncoder
+
+FILLER = (
+    "The committee met on Tuesday to discuss the schedule for the coming quarter. "
+    "Several members raised questions about the budget for office supplies and travel. "
+)
+EVIDENCE = "Mount Everest is 8,849 metres tall, the highest mountain above sea level."
+QUESTION = "How tall is Mount Everest?"
+
+
+@pytest.mark.embedded
+def test_evidence_past_the_first_window_is_found_only_with_windows(embedded_model_dir: Path) -> None:
+    document = FILLER * 16 + EVIDENCE  # the evidence starts after ~430 tokens
+    distractor = FILLER * 16
+    truncating = Reranker(str(embedded_model_dir), max_length=128)
+    encoder = truncating._load()[1]
+    evidence_start = len(encoder.tokenizer.encode(FILLER * 16, add_special_tokens=False).ids)
+    assert evidence_start > 3 * 128, "the evidence must sit well past the first max_length tokens"
+
+    truncated = truncating.rerank(QUESTION, [distractor, document])
+    assert truncated.stats.truncated_documents == 2
+    assert max(d.score for d in truncated) < 0.1, "with truncation the evidence is never seen"
+
+    windowing = Reranker(str(embedded_model_dir), max_length=128, long_documents="window", max_windows=16)
+    found = windowing.rerank(QUESTION, [distractor, document])
+    assert found[0].index == 1 and found[0].score > 0.9
+    assert found.stats.windowed_documents == 2 and found.stats.windows > 4
+    assert found.stats.truncated_documents == 0
+
+
+def test_windows_cover_the_whole_document(tiny_model_dir: Path) -> None:
+    encoder = PairEncoder.from_file(tiny_model_dir / "tokenizer.json", max_length=32, long_documents="window", window_overlap=4, max_windows=100)
+    document = " ".join(["cat dog sun moon"] * 30)  # 120 tokens
+    segments, report = encoder.encode(["what"], [document], [0])
+    doc_tokens = encoder.tokenizer.encode(document, add_special_tokens=False).ids
+    covered = set()
+    budget = 32 - 3 - 1
+    for index, segment in enumerate(segments):
+        assert len(segment.input_ids) <= 32
+        start = index * (budget - 4)
+        covered.update(range(start, min(start + budget, len(doc_tokens))))
+        assert list(segment.input_ids[1:2]) == encoder.tokenizer.encode("what", add_special_tokens=False).ids
+    assert covered == set(range(len(doc_tokens)))
+    assert report.windows == len(segments) and report.windowed_documents == 1
+
+
+def test_max_windows_cuts_and_reports(tiny_model_dir: Path) -> None:
+    encoder = PairEncoder.from_file(tiny_model_dir / "tokenizer.json", max_length=32, long_documents="window", max_windows=2)
+    segments, report = encoder.encode(["what"], ["cat " * 500], [0])
+    assert len(segments) == 2 and report.truncated_documents == 1
+
+
+def test_long_query_is_capped_explicitly_and_document_keeps_room(tiny_model_dir: Path) -> None:
+    reranker = Reranker(str(tiny_model_dir), max_length=64, max_query_length=16)
+    result = reranker.rerank("what is the capital " * 40, ["paris is the capital of france " * 20])
+    assert result.stats.truncated_queries == 1
+    assert result.stats.truncated_documents == 1
+    encoder = reranker._load()[1]
+    segments, _ = encoder.encode(["what " * 100], ["paris " * 100], [0])
+    types = segments[0].token_type_ids.tolist()
+    assert types.count(0) == 16 + 2 and len(types) == 64  # [CLS] + 16 query tokens + [SEP]
+
+
+def test_query_length_that_leaves_no_room_is_refused(tiny_model_dir: Path) -> None:
+    with pytest.raises(ConfigurationError, match="leaves no room"):
+        Reranker(str(tiny_model_dir), max_length=32, max_query_length=40).warm_up()
+
+
+def test_mean_pooling_differs_from_max(tiny_model_dir: Path) -> None:
+    text = "paris is the capital of france " + "gene protein cell " * 60
+    best = Reranker(str(tiny_model_dir), max_length=32, long_documents="window", window_pooling="max").score([("capital", text)], raw=True)
+    mean = Reranker(str(tiny_model_dir), max_length=32, long_documents="window", window_pooling="mean").score([("capital", text)], raw=True)
+    assert best[0] > mean[0]
