@@ -116,5 +116,13 @@ def test_demo_shows_before_after_and_abstains_off_topic(embedded_model_dir: Path
     assert done.stdout.count("BM25 top 3:") == 5 and done.stdout.count("crossrank top 3") == 5
     off_topic = done.stdout.split("Q: Who won the football world cup in 1954?")[1]
     assert "nothing here is relevant" in off_topic
-    cache_answer = done.stdout.split("Q: Where does crossrank keep downloaded models?")[1].split("Q:")[0]
-    assert "1. [" in cache_answer.split("crossrank top 3")[1] and "(The model cache)" in cache_answer.split("crossrank top 3")[1].splitlines()[1]
+    expected_sections = {
+        "Where does crossrank keep downloaded models?": "(The model cache)",
+        "What happens to evidence at the end of a long document?": "(Long documents)",
+        "What happens when the threshold removes all candidates?": "(Thresholds and abstention)",
+        "How is memory use kept flat when a call receives many documents?": "(Batching and memory)",
+    }
+    for question, section in expected_sections.items():
+        answer = done.stdout.split(f"Q: {question}")[1].split("Q:")[0]
+        first_reranked = answer.split("crossrank top 3")[1].splitlines()[1]
+        assert first_reranked.strip().startswith("1. [") and section in first_reranked, (question, first_reranked)

@@ -80,3 +80,39 @@ def test_mean_pooling_differs_from_max(tiny_model_dir: Path) -> None:
     best = Reranker(str(tiny_model_dir), max_length=32, long_documents="window", window_pooling="max").score([("capital", text)], raw=True)
     mean = Reranker(str(tiny_model_dir), max_length=32, long_documents="window", window_pooling="mean").score([("capital", text)], raw=True)
     assert best[0] > mean[0]
+
+
+def test_select_keeps_the_query_related_sentences_in_order(tiny_model_dir: Path) -> None:
+    encoder = PairEncoder.from_file(tiny_model_dir / "tokenizer.json", max_length=40, long_documents="select")
+    sentences = [
+        "the cat and the dog.",
+        "the sun and the moon.",
+        "paris is the capital of france.",
+        "the water of the river.",
+        "berlin is a large city.",
+        "the protein and the gene.",
+    ]
+    document = " ".join(sentences * 2)
+    segments, report = encoder.encode(["capital of france"], [document], [0])
+    assert report.truncated_documents == 1
+    kept = encoder.tokenizer.decode(segments[0].input_ids.tolist())
+    assert "paris is the capital of france" in kept
+    assert len(segments[0].input_ids) <= 40
+    # Document order is kept: the first selected sentence precedes the later ones.
+    assert kept.index("paris") < kept.rindex("france")
+
+
+def test_select_without_overlap_keeps_leading_sentences(tiny_model_dir: Path) -> None:
+    encoder = PairEncoder.from_file(tiny_model_dir / "tokenizer.json", max_length=24, long_documents="select")
+    document = "the cat and the dog. the sun and the moon. the water of the river. " * 3
+    segments, _ = encoder.encode(["gene protein"], [document], [0])
+    assert encoder.tokenizer.decode(segments[0].input_ids.tolist()).split("[SEP]")[1].strip().startswith("the cat")
+
+
+@pytest.mark.embedded
+def test_select_finds_late_evidence_in_one_pass(embedded_model_dir: Path) -> None:
+    document = FILLER * 16 + EVIDENCE
+    reranker = Reranker(str(embedded_model_dir), max_length=128, long_documents="select")
+    result = reranker.rerank(QUESTION, [FILLER * 16, document])
+    assert result[0].index == 1 and result[0].score > 0.9
+    assert result.stats.pairs_scored == 2 and result.stats.truncated_documents == 2

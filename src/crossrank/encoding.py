@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +15,12 @@ from crossrank.errors import ConfigurationError, ModelIntegrityError
 
 __all__ = ["PairEncoder", "EncodedSegment", "EncodingReport", "LONG_DOCUMENT_MODES", "POOLING_MODES"]
 
-LONG_DOCUMENT_MODES = ("truncate", "window")
+LONG_DOCUMENT_MODES = ("truncate", "window", "select")
 POOLING_MODES = ("max", "mean")
+
+
+# Where one sentence ends and the next begins: after closing punctuation, or at a line break.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class EncodingReport:
     windowed_documents: int = 0
     windows: int = 0
     truncated_queries: int = 0
+    truncated_query_indices: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,11 @@ class PairEncoder:
     """Encodes (query, document) pairs into model rows without ever truncating the query away.
 
     The query keeps up to ``max_query_length`` tokens (longer queries are cut and counted);
-    the document gets the rest of ``max_length``. A longer document is either truncated
-    (``long_documents="truncate"``, counted) or split into overlapping windows
-    (``"window"``), each scored separately and pooled later.
+    the document gets the rest of ``max_length``. A longer document is truncated
+    (``long_documents="truncate"``, counted), split into overlapping windows (``"window"``),
+    each scored separately and pooled later, or reduced to the sentences that share the most
+    informative tokens with the query (``"select"``, counted as truncated), kept in their
+    original order.
 
     Example:
         >>> encoder = PairEncoder.from_file("tokenizer.json", max_length=256)  # doctest: +SKIP
@@ -138,13 +148,17 @@ class PairEncoder:
     ) -> tuple[list[EncodedSegment], EncodingReport]:
         """Encode pairs ``(queries[query_of_pair[i]], documents[i])`` into rows."""
         report = EncodingReport()
-        query_ids: list[list[int]] = []
-        for encoding in self.tokenizer.encode_batch(list(queries), add_special_tokens=False):  # type: ignore[attr-defined]
+        # Only the queries these pairs use: a caller may encode its pairs slice by slice.
+        needed = sorted(set(query_of_pair))
+        query_ids: dict[int, list[int]] = {}
+        encodings = self.tokenizer.encode_batch([queries[q] for q in needed], add_special_tokens=False)  # type: ignore[attr-defined]
+        for q_index, encoding in zip(needed, encodings):
             ids = encoding.ids
             if len(ids) > self.max_query_length:
                 ids = ids[: self.max_query_length]
                 report.truncated_queries += 1
-            query_ids.append(ids)
+                report.truncated_query_indices.add(q_index)
+            query_ids[q_index] = ids
         document_encodings = self.tokenizer.encode_batch(list(documents), add_special_tokens=False)  # type: ignore[attr-defined]
         t = self.template
         segments: list[EncodedSegment] = []
@@ -156,6 +170,9 @@ class PairEncoder:
                 pieces = [doc]
             elif self.long_documents == "truncate":
                 pieces = [doc[:budget]]
+                report.truncated_documents += 1
+            elif self.long_documents == "select":
+                pieces = [_select_sentences(documents[pair], encoding, query, budget)]
                 report.truncated_documents += 1
             else:
                 step = budget - self.window_overlap
@@ -186,3 +203,37 @@ class PairEncoder:
         if padding is None:
             padding = self.tokenizer.token_to_id("<pad>")  # type: ignore[attr-defined]
         return int(padding) if padding is not None else 0
+
+
+def _select_sentences(text: str, encoding: object, query: Sequence[int], budget: int) -> list[int]:
+    """The document's tokens reduced to its most query-related sentences, in document order.
+
+    A sentence scores the document-internal IDF of each distinct query token it contains, so
+    words in every sentence ("the", "of") count for almost nothing. Sentences are taken best
+    first while they fit in ``budget``; with no overlap at all this keeps the leading sentences.
+    """
+    ids: list[int] = encoding.ids  # type: ignore[attr-defined]
+    offsets: list[tuple[int, int]] = encoding.offsets  # type: ignore[attr-defined]
+    breaks = [match.end() for match in _SENTENCE_BREAK.finditer(text)]
+    sentence_of_token = np.searchsorted(np.asarray(breaks, dtype=np.int64), [start for start, _ in offsets], side="right")
+    sentences: dict[int, list[int]] = {}
+    for position, sentence in enumerate(sentence_of_token.tolist()):
+        sentences.setdefault(sentence, []).append(position)
+    spans = list(sentences.values())
+    frequency = Counter(token for span in spans for token in {ids[p] for p in span})
+    query_tokens = set(query)
+
+    def relevance(span: list[int]) -> float:
+        present = {ids[p] for p in span} & query_tokens
+        return sum(math.log(1.0 + len(spans) / frequency[token]) for token in present)
+
+    ranked = sorted(range(len(spans)), key=lambda i: (-relevance(spans[i]), i))
+    chosen: list[int] = []
+    used = 0
+    for index in ranked:
+        if used + len(spans[index]) <= budget:
+            chosen.append(index)
+            used += len(spans[index])
+    if not chosen:  # even the best sentence is longer than the budget
+        return [ids[p] for p in spans[ranked[0]][:budget]]
+    return [ids[p] for index in sorted(chosen) for p in spans[index]]

@@ -32,7 +32,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help="auto, onnx, torch or a plugin backend")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per query/passage pair")
-    parser.add_argument("--long-documents", choices=("truncate", "window"), default="truncate")
+    parser.add_argument("--long-documents", choices=("truncate", "window", "select"), default="truncate")
     parser.add_argument("--batch-size", type=int, default=32)
 
 

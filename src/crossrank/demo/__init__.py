@@ -13,8 +13,8 @@ __all__ = ["Passage", "load_guide", "DEMO_QUESTIONS", "OFF_TOPIC_QUESTION", "run
 DEMO_QUESTIONS = (
     "Where does crossrank keep downloaded models?",
     "What happens to evidence at the end of a long document?",
-    "Can the answer be that nothing is relevant?",
-    "How does crossrank keep memory bounded with many documents?",
+    "What happens when the threshold removes all candidates?",
+    "How is memory use kept flat when a call receives many documents?",
 )
 OFF_TOPIC_QUESTION = "Who won the football world cup in 1954?"
 

@@ -1,0 +1,350 @@
+"""``crossrank bench speed``: crossrank against sentence-transformers and FlashRank, side by side.
+
+All configurations score the same SciFact BM25 candidates in one process, interleaved (the
+order rotates every repeat), one call per query as a RAG service would make it. Reported per
+configuration: pairs/s (median, min–max over repeats), p50/p95 latency for one query with 25
+and with 100 candidates, nDCG@10 of its own scores on the same candidates, and, each in a fresh
+subprocess, cold start to the first score and peak RSS. ``import crossrank`` time is measured
+the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crossrank.benchmarks import median_min_max, write_section
+from crossrank.errors import InvalidInputError
+
+__all__ = ["register", "CONFIGURATIONS", "run_speed_benchmark"]
+
+CONFIGURATIONS = ("crossrank", "crossrank-select", "crossrank-cascade", "crossrank-torch", "sentence-transformers", "flashrank")
+DEFAULT_CONFIGURATIONS = ("crossrank", "crossrank-torch", "sentence-transformers", "flashrank")
+_DESCRIPTIONS = {
+    "crossrank": "crossrank default: int8 ONNX (per-token), length-sorted token-budget batches",
+    "crossrank-select": "crossrank int8 ONNX, query-aware sentence selection (long_documents='select')",
+    "crossrank-cascade": "crossrank int8 ONNX cascade: all candidates at 64 tokens (select), top 10 re-scored",
+    "crossrank-torch": "crossrank, PyTorch backend, fp32 weights imported from the int8 graph",
+    "sentence-transformers": "sentence-transformers CrossEncoder, torch fp32, same imported weights",
+    "flashrank": "FlashRank 0.2.x on the shipped int8 graph (per-tensor), one padded call per query",
+}
+
+Scorer = Callable[[str, Sequence[str]], np.ndarray]
+
+
+@dataclass
+class Workload:
+    query_ids: list[str]
+    queries: list[str]
+    candidates: list[list[str]]  # doc ids per query
+    texts: list[list[str]]
+    qrels: dict[str, dict[str, int]]
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(t) for t in self.texts)
+
+
+@dataclass
+class ConfigResult:
+    name: str
+    throughput: list[float] = field(default_factory=list)
+    latency: dict[int, list[float]] = field(default_factory=dict)
+    ndcg10: float = float("nan")
+    cold_start_s: float = float("nan")
+    peak_rss_mb: float = float("nan")
+
+
+def load_workload(data_dir: Path, *, queries: int, depth: int, split: str = "test") -> Workload:
+    from crossrank.evaluation.candidates import bm25_candidates
+    from crossrank.evaluation.datasets import load_dataset
+
+    dataset = load_dataset(data_dir)
+    qrels = dataset.qrels(split)
+    query_ids = [q for q in dataset.split_queries(split) if q in qrels][:queries]
+    if not query_ids:
+        raise InvalidInputError(f"{data_dir}: no judged queries in split {split!r}")
+    candidates = bm25_candidates(dataset, query_ids, depth)
+    return Workload(
+        query_ids=query_ids,
+        queries=[dataset.queries[q] for q in query_ids],
+        candidates=[candidates[q] for q in query_ids],
+        texts=[[dataset.document(d) for d in candidates[q]] for q in query_ids],
+        qrels={q: dict(qrels[q]) for q in query_ids},
+    )
+
+
+def _ndcg10(workload: Workload, scores: list[np.ndarray]) -> float:
+    values = []
+    for query_id, doc_ids, doc_scores in zip(workload.query_ids, workload.candidates, scores):
+        judged = workload.qrels[query_id]
+        order = sorted(range(len(doc_ids)), key=lambda i: (-doc_scores[i], i))[:10]
+        dcg = sum(judged.get(doc_ids[i], 0) / math.log2(rank + 2) for rank, i in enumerate(order))
+        ideal = sorted(judged.values(), reverse=True)[:10]
+        idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
+        values.append(dcg / idcg if idcg > 0 else 0.0)
+    return float(np.mean(values))
+
+
+def imported_fp32_model(model_dir: Path) -> Path:
+    """The embedded model's int8 weights rebuilt as a float PyTorch checkpoint (cached)."""
+    from crossrank.models.files import crossrank_home
+
+    target = crossrank_home() / "bench" / "imported-fp32" / model_dir.name
+    if not (target / "model.safetensors").is_file():
+        from crossrank.training.onnx_import import import_onnx
+
+        import_onnx(model_dir, target, overwrite=True)
+    return target
+
+
+def flashrank_folder(model_dir: Path, workdir: Path) -> Path:
+    """A FlashRank cache folder pointing at the shipped (unmodified) int8 graph."""
+    folder = workdir / "ms-marco-MiniLM-L-12-v2"
+    folder.mkdir(parents=True, exist_ok=True)
+    links = {
+        "flashrank-MiniLM-L-12-v2_Q.onnx": model_dir / "original" / "model.onnx",
+        "tokenizer.json": model_dir / "tokenizer.json",
+        "tokenizer_config.json": model_dir / "tokenizer_config.json",
+        "special_tokens_map.json": model_dir / "special_tokens_map.json",
+        "vocab.txt": model_dir / "vocab.txt",
+    }
+    for name, source in links.items():
+        if not (folder / name).exists():
+            (folder / name).symlink_to(source)
+    (folder / "config.json").write_text(json.dumps({"pad_token_id": 0}))
+    return workdir
+
+
+def parse_configuration(spec: str, default_length: int) -> tuple[str, int]:
+    """``"name"`` or ``"name@max_length"`` -> (name, max_length)."""
+    name, _, length = spec.partition("@")
+    if name not in CONFIGURATIONS:
+        raise InvalidInputError(f"unknown configuration {name!r}; expected one of {CONFIGURATIONS} (optionally @max_length)")
+    if not length:
+        return name, default_length
+    if not length.isdigit() or int(length) < 16:
+        raise InvalidInputError(f"configuration {spec!r}: max_length after '@' must be an integer >= 16")
+    return name, int(length)
+
+
+def describe_configuration(spec: str, default_length: int) -> str:
+    name, length = parse_configuration(spec, default_length)
+    return f"{_DESCRIPTIONS[name]}, max_length {length}"
+
+
+def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path) -> Scorer:
+    """Load one configuration (``name`` or ``name@max_length``); return ``score(query, texts)``."""
+    name, max_length = parse_configuration(spec, max_length)
+    if name in ("crossrank", "crossrank-select"):
+        from crossrank import Reranker
+
+        mode = "select" if name == "crossrank-select" else "truncate"
+        reranker = Reranker(str(model_dir), max_length=max_length, long_documents=mode).warm_up()
+        return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
+    if name == "crossrank-cascade":
+        from crossrank import Reranker
+
+        first = Reranker(str(model_dir), max_length=64, long_documents="select").warm_up()
+        full = Reranker(str(model_dir), max_length=max_length, long_documents="select").warm_up()
+
+        def cascade(query: str, texts: Sequence[str], depth: int = 10) -> np.ndarray:
+            scores = first.score([(query, t) for t in texts], raw=True)
+            top = np.argsort(-scores, kind="stable")[:depth]
+            # Re-scored candidates rank above the rest; the offset only orders the two tiers.
+            scores[top] = 1e4 + full.score([(query, texts[i]) for i in top], raw=True)
+            return scores
+
+        return cascade
+    if name == "crossrank-torch":
+        from crossrank import Reranker
+
+        reranker = Reranker(str(imported_fp32_model(model_dir)), backend="torch", max_length=max_length).warm_up()
+        return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
+    if name == "sentence-transformers":
+        from sentence_transformers import CrossEncoder
+
+        encoder = CrossEncoder(str(imported_fp32_model(model_dir)), max_length=max_length, device="cpu")
+        return lambda query, texts: np.asarray(
+            encoder.predict([(query, t) for t in texts], batch_size=32, show_progress_bar=False)
+        )
+    if name == "flashrank":
+        from flashrank import Ranker, RerankRequest
+
+        ranker = Ranker(model_name="ms-marco-MiniLM-L-12-v2", cache_dir=str(flashrank_folder(model_dir, workdir)), max_length=max_length, log_level="WARNING")
+
+        def score(query: str, texts: Sequence[str]) -> np.ndarray:
+            ranked = ranker.rerank(RerankRequest(query=query, passages=[{"id": i, "text": t} for i, t in enumerate(texts)]))
+            out = np.empty(len(texts))
+            for item in ranked:
+                out[item["id"]] = float(item["score"])
+            return out
+
+        return score
+    raise InvalidInputError(f"unknown configuration {name!r}; expected one of {CONFIGURATIONS}")
+
+
+def _cold_start(name: str, model_dir: Path, max_length: int, workdir: Path) -> tuple[float, float]:
+    """Seconds from a fresh interpreter to the first score, and that process's peak RSS in MB."""
+    code = (
+        "import time; t0 = time.perf_counter()\n"
+        "from pathlib import Path\n"
+        "from crossrank.benchmarks.speed import build_scorer\n"
+        f"score = build_scorer({name!r}, model_dir=Path({str(model_dir)!r}), max_length={max_length}, workdir=Path({str(workdir)!r}))\n"
+        "score('what is the capital of france', ['Paris is the capital of France.'])\n"
+        # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(time.perf_counter() - t0, int(hwm) / 1024)\n"
+    )
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    total = time.perf_counter() - started
+    _, rss = done.stdout.split()[-2:]
+    return total, float(rss)
+
+
+def _import_time() -> float:
+    code = "import time; t0 = time.perf_counter(); import crossrank; print(time.perf_counter() - t0)"
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout) for _ in range(3)]
+    return median_min_max(runs)[0]
+
+
+def run_speed_benchmark(
+    *,
+    data_dir: Path,
+    configurations: Sequence[str],
+    queries: int,
+    depth: int,
+    max_length: int,
+    repeats: int,
+    latency_runs: int,
+    cold_start: bool,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[list[ConfigResult], dict[str, float], Workload]:
+    from crossrank import DEFAULT_MODEL, pull_model
+
+    model_dir = pull_model(DEFAULT_MODEL).path
+    workload = load_workload(data_dir, queries=queries, depth=depth)
+    workdir = Path(tempfile.mkdtemp(prefix="crossrank-bench-"))
+    log(f"{len(workload.queries)} queries x {depth} candidates = {workload.pairs} pairs, max_length {max_length}")
+    scorers = {name: build_scorer(name, model_dir=model_dir, max_length=max_length, workdir=workdir) for name in configurations}
+    results = {name: ConfigResult(name) for name in configurations}
+    for name, scorer in scorers.items():  # warm-up call outside the timed runs
+        scorer(workload.queries[0], workload.texts[0][:2])
+    for repeat in range(repeats):
+        order = list(configurations[repeat % len(configurations):]) + list(configurations[: repeat % len(configurations)])
+        for name in order:
+            started = time.perf_counter()
+            scores = [scorers[name](q, texts) for q, texts in zip(workload.queries, workload.texts)]
+            elapsed = time.perf_counter() - started
+            results[name].throughput.append(workload.pairs / elapsed)
+            if repeat == 0:
+                results[name].ndcg10 = _ndcg10(workload, scores)
+            log(f"repeat {repeat + 1}/{repeats} {name}: {workload.pairs / elapsed:.1f} pairs/s")
+    latency_texts = {size: [t for texts in workload.texts for t in texts][:size] for size in (25, 100)}
+    for size, texts in latency_texts.items():
+        if len(texts) < size:
+            continue
+        for run in range(latency_runs):
+            for name in configurations:
+                query = workload.queries[run % len(workload.queries)]
+                started = time.perf_counter()
+                scorers[name](query, texts)
+                results[name].latency.setdefault(size, []).append(time.perf_counter() - started)
+        log(f"latency with {size} candidates done")
+    extra: dict[str, float] = {}
+    if cold_start:
+        del scorers
+        for name in configurations:
+            results[name].cold_start_s, results[name].peak_rss_mb = _cold_start(name, model_dir, max_length, workdir)
+            log(f"cold start {name}: {results[name].cold_start_s:.2f} s, {results[name].peak_rss_mb:.0f} MB")
+        extra["import_crossrank_s"] = _import_time()
+    return list(results.values()), extra, workload
+
+
+def format_report(results: list[ConfigResult], extra: dict[str, float], workload: Workload, *, max_length: int, repeats: int, reference: str = "sentence-transformers") -> str:
+    by_name = {r.name: r for r in results}
+    reference_speed = median_min_max(by_name[reference].throughput)[0] if reference in by_name else None
+    lines = [
+        f"### Speed: SciFact test, first {len(workload.queries)} queries x BM25 top {len(workload.texts[0])} = {workload.pairs} pairs",
+        "",
+        f"One call per query, all configurations in one process, interleaved; pairs/s is the median of {repeats} repeats (min–max). "
+        "nDCG@10 is computed from each configuration's own scores on these same candidates. Cold start and peak RSS are "
+        "measured in a fresh process (import, load, first score).",
+        "",
+        f"| configuration | pairs/s | vs {reference} | p50 / p95 ms, 25 docs | p50 / p95 ms, 100 docs | nDCG@10 | cold start s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        median, low, high = median_min_max(result.throughput)
+        ratio = f"{median / reference_speed:.2f}x" if reference_speed else "–"
+        cells = []
+        for size in (25, 100):
+            runs = result.latency.get(size)
+            cells.append(f"{np.percentile(runs, 50) * 1000:.0f} / {np.percentile(runs, 95) * 1000:.0f}" if runs else "–")
+        cold = f"{result.cold_start_s:.2f}" if not math.isnan(result.cold_start_s) else "–"
+        rss = f"{result.peak_rss_mb:.0f}" if not math.isnan(result.peak_rss_mb) else "–"
+        lines.append(
+            f"| {describe_configuration(result.name, max_length)} | {median:.1f} ({low:.1f}–{high:.1f}) | {ratio} | "
+            f"{cells[0]} | {cells[1]} | {result.ndcg10:.4f} | {cold} | {rss} |"
+        )
+    if "import_crossrank_s" in extra:
+        lines += ["", f"`import crossrank`: {extra['import_crossrank_s'] * 1000:.0f} ms (median of 3 fresh processes)."]
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("speed", help="crossrank vs sentence-transformers and FlashRank on SciFact pairs")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"), help="BEIR folder (default: ../shared/data/scifact)")
+    parser.add_argument(
+        "--configs",
+        default=",".join(DEFAULT_CONFIGURATIONS),
+        help=f"comma-separated names from {','.join(CONFIGURATIONS)}, each optionally NAME@MAX_LENGTH",
+    )
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--depth", type=int, default=25, help="BM25 candidates per query")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-runs", type=int, default=10)
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process measurements")
+    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"), help="file whose speed section is rewritten")
+    parser.add_argument("--section", default=None, help="section name (default: speed-<max_length>)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configurations = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not configurations:
+        raise InvalidInputError(f"--configs: expected names from {CONFIGURATIONS}; received {args.configs!r}")
+    for spec in configurations:
+        parse_configuration(spec, args.max_length)
+    for name, value in (("--queries", args.queries), ("--depth", args.depth), ("--repeats", args.repeats), ("--latency-runs", args.latency_runs)):
+        if value < 1:
+            raise InvalidInputError(f"{name} must be >= 1; received {value}")
+    results, extra, workload = run_speed_benchmark(
+        data_dir=args.data,
+        configurations=configurations,
+        queries=args.queries,
+        depth=args.depth,
+        max_length=args.max_length,
+        repeats=args.repeats,
+        latency_runs=args.latency_runs,
+        cold_start=not args.no_cold_start,
+        log=lambda line: sys.stderr.write(line + "\n"),
+    )
+    reference = "sentence-transformers" if "sentence-transformers" in configurations else configurations[0]
+    report = format_report(results, extra, workload, max_length=args.max_length, repeats=args.repeats, reference=reference)
+    write_section(args.section or f"speed-{args.max_length}", report, path=args.output)
+    sys.stdout.write(report + "\n")
+    return 0
+
