@@ -1,4 +1,35 @@
 """Fine-tuning, calibration and export of cross-encoders (``pip install 'crossrank[train]'``).
 
 Importing this package does not import torch; each entry point imports what it needs.
+
+Example:
+    >>> from crossrank.training import load_config, train
+    >>> result = train(load_config("train.yaml"))  # doctest: +SKIP
+    >>> result.model_dir  # doctest: +SKIP
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TrainConfig", "NegativesConfig", "CurriculumConfig", "DataSpec", "load_config", "train", "import_onnx", "distill"]
+
+_LAZY = {
+    "TrainConfig": "crossrank.training.config",
+    "NegativesConfig": "crossrank.training.config",
+    "CurriculumConfig": "crossrank.training.config",
+    "load_config": "crossrank.training.config",
+    "DataSpec": "crossrank.training.data",
+    "train": "crossrank.training.trainer",
+    "import_onnx": "crossrank.training.onnx_import",
+    "distill": "crossrank.training.distill",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crossrank.training' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

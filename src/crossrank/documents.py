@@ -37,13 +37,19 @@ or any object with such an attribute (LlamaIndex nodes, LangChain and Haystack d
 def clean_text(text: str) -> str:
     """Make text safe for the tokenizer without dropping content.
 
-    Lone surrogates (which cannot be encoded as UTF-8) become U+FFFD; everything else,
-    control characters, right-to-left and CJK text included, is kept as it is.
+    Lone surrogates (which cannot be encoded as UTF-8) become U+FFFD, and a high/low surrogate
+    pair left split (e.g. text decoded as UTF-16 code units) becomes the character it encodes;
+    everything else, control characters, right-to-left and CJK text included, is kept as it is.
+
+    Example:
+        >>> clean_text("caf\\udce9") == "caf\\ufffd"
+        True
     """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", errors="replace").decode("utf-8")
+        # UTF-16 with surrogatepass keeps valid pairs together; decoding replaces the lone ones.
+        return text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
     return text
 
 
@@ -99,7 +105,10 @@ def normalize_documents(documents: object) -> tuple[list[str], list[dict[str, An
     is rejected with the position of the offending document.
     """
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-        if isinstance(documents, (str, bytes)) or not hasattr(documents, "__iter__"):
+        # A mapping would be iterated as its keys and a set in arbitrary order: both are
+        # almost certainly a single document or a mistake, never a ranked list.
+        unordered = isinstance(documents, (Mapping, set, frozenset))
+        if isinstance(documents, (str, bytes)) or unordered or not hasattr(documents, "__iter__"):
             raise InvalidInputTypeError(
                 f"documents must be a list of documents; received {describe(documents)}"
             )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +23,21 @@ from crossrank.encoding import LONG_DOCUMENT_MODES, POOLING_MODES, PairEncoder
 from crossrank.errors import (
     BackendUnavailableError,
     ConfigurationError,
+    InvalidInputError,
     InvalidInputTypeError,
     describe,
 )
+from crossrank.fallback import (
+    PrimaryTimeoutError,
+    ScoringFunction,
+    callable_reference,
+    rank_callable_scores,
+    run_with_deadline,
+)
 from crossrank.models.config import ModelConfig
-from crossrank.models.sources import DEFAULT_MODEL
 from crossrank.results import BatchShape, RerankResult, RerankStats, ScoredDocument
+from crossrank.score_cache import ScoreCache, cache_from_spec, pair_key, scope_digest
+from crossrank.settings import UNSET, resolve_settings
 
 if TYPE_CHECKING:
     import pluggy
@@ -39,18 +50,30 @@ Threshold = float | str | bool | None
 """A probability in [0, 1], ``"calibrated"`` for the model's fitted rule, or ``None``/``False`` for none."""
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
+# One "not given" marker for constructor and per-call options, shared with crossrank.settings.
+_UNSET: Any = UNSET
 
-
-_UNSET: Any = _Unset()
+# Documents tokenized per slice: large enough for parallel tokenization, small enough that the
+# tokenizer's per-document objects stay a few megabytes whatever the number of documents.
+_ENCODE_CHUNK = 256
 
 
 @dataclass
 class _Scored:
     logits: np.ndarray
     stats: RerankStats
+
+
+@dataclass
+class _Request:
+    query: str
+    texts: list[str]
+    metadata: list[dict[str, Any]]
+    documents: Sequence[Any]
+
+
+StatsHook = Callable[[RerankStats], None]
+"""Called with the :class:`~crossrank.RerankStats` of every query a reranker serves."""
 
 
 class Reranker:
@@ -68,7 +91,11 @@ class Reranker:
         max_query_length: Tokens kept from the query (default: half of ``max_length``).
         batch_size: Most rows per model call.
         token_budget: Most padded tokens per model call (rows x longest row); bounds memory.
-        long_documents: ``"truncate"`` or ``"window"`` (overlapping windows, pooled).
+            Attention memory grows with rows x length², so the default (1024: two rows at 512
+            tokens, eight at 128) keeps the ONNX path under 300 MB; on CPU larger batches
+            barely raise throughput. Raise it for GPUs.
+        long_documents: ``"truncate"`` (keep the head), ``"window"`` (overlapping windows,
+            pooled) or ``"select"`` (keep the sentences most related to the query).
         window_overlap: Tokens shared by consecutive windows (default: a quarter of the
             document budget, at most 64).
         window_pooling: ``"max"`` or ``"mean"`` of the window logits.
@@ -81,6 +108,25 @@ class Reranker:
         allow_download: Whether a missing model may be fetched from a registered source.
         plugin_manager: A custom plugin manager (default: the process-wide one).
         show_progress: Show a progress bar on stderr for long inputs (off when not a TTY).
+        disabled: Switch reranking off: :meth:`rerank` returns the documents untouched, in
+            input order (``top_k`` still applies, scores are NaN, ``served_by="disabled"``).
+        fallback: Served when this reranker fails, runs past ``primary_timeout`` or is less
+            confident than ``min_confidence``: another :class:`Reranker`, a model name (built
+            as one), or a callable ``(query, texts) -> probabilities``. See
+            :mod:`crossrank.fallback`.
+        primary_timeout: Seconds this reranker may take before the fallback serves.
+        min_confidence: When the best calibrated score of a query is below this, the
+            fallback serves that query.
+        cache: A :class:`~crossrank.score_cache.ScoreCache`, ``"memory"``, ``"memory:N"``,
+            an SQLite file path, or True (in-memory): pairs scored before are not scored again.
+        on_stats: Called with each query's :class:`~crossrank.RerankStats` (for metrics).
+        config_file: A TOML/YAML file of options (default: ``$CROSSRANK_CONFIG``, if set).
+        domain: Use the model registered for this domain (``crossrank train --domain``);
+            when the domain has none, ``model`` is used and a log line says so.
+
+    Every option left out is read from the environment (``CROSSRANK_<OPTION>``), then from the
+    configuration file, then takes the default shown in :mod:`crossrank.settings`: explicit
+    argument > environment > file > default. ``setting_sources`` records where each came from.
 
     Example:
         >>> from crossrank import Reranker
@@ -95,26 +141,71 @@ class Reranker:
 
     def __init__(
         self,
-        model: str | Path = DEFAULT_MODEL,
+        model: str | Path = _UNSET,
         *,
-        backend: str = "auto",
-        device: str = "cpu",
-        max_length: int | None = None,
-        max_query_length: int | None = None,
-        batch_size: int = 32,
-        token_budget: int = 16384,
-        long_documents: str = "truncate",
-        window_overlap: int | None = None,
-        window_pooling: str = "max",
-        max_windows: int = 8,
-        threshold: Threshold = None,
-        top_k: int | None = None,
-        calibration: Calibration | str | Path | None = None,
-        backend_options: Mapping[str, Any] | None = None,
-        allow_download: bool = True,
+        backend: str = _UNSET,
+        device: str = _UNSET,
+        max_length: int | None = _UNSET,
+        max_query_length: int | None = _UNSET,
+        batch_size: int = _UNSET,
+        token_budget: int = _UNSET,
+        long_documents: str = _UNSET,
+        window_overlap: int | None = _UNSET,
+        window_pooling: str = _UNSET,
+        max_windows: int = _UNSET,
+        threshold: Threshold = _UNSET,
+        top_k: int | None = _UNSET,
+        calibration: Calibration | str | Path | None = _UNSET,
+        backend_options: Mapping[str, Any] | None = _UNSET,
+        allow_download: bool = _UNSET,
         plugin_manager: pluggy.PluginManager | None = None,
-        show_progress: bool = False,
+        show_progress: bool = _UNSET,
+        disabled: bool = _UNSET,
+        fallback: Reranker | ScoringFunction | str | None = _UNSET,
+        primary_timeout: float | None = _UNSET,
+        min_confidence: float | None = _UNSET,
+        cache: ScoreCache | str | bool | None = _UNSET,
+        on_stats: StatsHook | None = None,
+        config_file: str | Path | None = None,
+        domain: str | None = _UNSET,
     ) -> None:
+        effective = resolve_settings(
+            {
+                "model": model,
+                "backend": backend,
+                "device": device,
+                "max_length": max_length,
+                "max_query_length": max_query_length,
+                "batch_size": batch_size,
+                "token_budget": token_budget,
+                "long_documents": long_documents,
+                "window_overlap": window_overlap,
+                "window_pooling": window_pooling,
+                "max_windows": max_windows,
+                "threshold": threshold,
+                "top_k": top_k,
+                "calibration": calibration,
+                "backend_options": backend_options,
+                "allow_download": allow_download,
+                "show_progress": show_progress,
+                "disabled": disabled,
+                "fallback": fallback,
+                "primary_timeout": primary_timeout,
+                "min_confidence": min_confidence,
+                "cache": cache,
+                "domain": domain,
+            },
+            config_file=config_file,
+        )
+        values = effective.values
+        model, backend, device = values["model"], values["backend"], values["device"]
+        max_length, max_query_length = values["max_length"], values["max_query_length"]
+        batch_size, token_budget = values["batch_size"], values["token_budget"]
+        long_documents, window_overlap = values["long_documents"], values["window_overlap"]
+        window_pooling, max_windows = values["window_pooling"], values["max_windows"]
+        threshold, top_k, calibration = values["threshold"], values["top_k"], values["calibration"]
+        backend_options, allow_download = values["backend_options"], values["allow_download"]
+        show_progress, domain = values["show_progress"], values["domain"]
         if not isinstance(model, (str, Path)) or not str(model).strip():
             raise ConfigurationError(f"model must be a non-empty name or path; received {describe(model)}")
         if not isinstance(backend, str) or not backend:
@@ -141,6 +232,47 @@ class Reranker:
             raise ConfigurationError(f"calibration must be a Calibration or a path; received {describe(calibration)}")
         self._check_threshold(threshold)
         validate_top_k(top_k)
+        for name in ("allow_download", "show_progress", "disabled"):
+            if not isinstance(values[name], bool):
+                raise ConfigurationError(f"{name} must be True or False; received {describe(values[name])}")
+        primary_timeout = values["primary_timeout"]
+        if primary_timeout is not None and (
+            isinstance(primary_timeout, bool)
+            or not isinstance(primary_timeout, (int, float))
+            or not math.isfinite(primary_timeout)
+            or primary_timeout <= 0
+        ):
+            raise ConfigurationError(f"primary_timeout must be a number of seconds > 0; received {describe(primary_timeout)}")
+        min_confidence = values["min_confidence"]
+        if min_confidence is not None:
+            min_confidence = validate_probability(min_confidence, "min_confidence")
+        if on_stats is not None and not callable(on_stats):
+            raise ConfigurationError(f"on_stats must be a callable taking RerankStats; received {describe(on_stats)}")
+        self.setting_sources: dict[str, str] = dict(effective.sources)
+        self.config_file = effective.config_file
+        self.disabled: bool = values["disabled"]
+        self.primary_timeout: float | None = None if primary_timeout is None else float(primary_timeout)
+        self.min_confidence: float | None = min_confidence
+        self.cache: ScoreCache | None = cache_from_spec(values["cache"])
+        self.on_stats = on_stats
+        self._fallback_option = values["fallback"]
+        self.fallback = self._build_fallback(
+            values["fallback"],
+            device=device,
+            allow_download=allow_download,
+            plugin_manager=plugin_manager,
+            config_file=effective.config_file,
+        )
+        if self.fallback is None and (self.primary_timeout is not None or self.min_confidence is not None):
+            raise ConfigurationError(
+                "primary_timeout and min_confidence choose when the fallback serves; they need fallback= "
+                f"(received primary_timeout={self.primary_timeout}, min_confidence={self.min_confidence})"
+            )
+        if threshold == "calibrated" and self.fallback is not None and not isinstance(self.fallback, Reranker):
+            raise ConfigurationError(
+                "threshold='calibrated' needs a calibrated model, and a callable fallback has none; "
+                "pass a probability threshold or a Reranker fallback"
+            )
         self.model = str(model)
         self.backend = backend
         self.device = device
@@ -159,8 +291,49 @@ class Reranker:
         self.allow_download = allow_download
         self.show_progress = show_progress
         self._plugin_manager = plugin_manager
+        if domain is not None:
+            from crossrank.models.domains import validate_domain_name
+
+            validate_domain_name(domain)
+        self.domain = domain
         self._lock = threading.Lock()
         self._loaded: tuple[ScoringBackend, PairEncoder, ModelConfig, Calibration, Path] | None = None
+        self._cache_scope_value: str | None = None
+
+    def _build_fallback(
+        self,
+        option: object,
+        *,
+        device: str,
+        allow_download: bool,
+        plugin_manager: pluggy.PluginManager | None,
+        config_file: Path | None,
+    ) -> Reranker | ScoringFunction | None:
+        if option is None:
+            return None
+        if option is self:
+            raise ConfigurationError("a reranker cannot be its own fallback")
+        if isinstance(option, Reranker):
+            return option
+        if isinstance(option, (str, Path)):
+            # Explicit values, so the environment's fallback settings cannot chain without end.
+            return Reranker(
+                option,
+                device=device,
+                allow_download=allow_download,
+                plugin_manager=plugin_manager,
+                disabled=False,
+                fallback=None,
+                primary_timeout=None,
+                min_confidence=None,
+                config_file=config_file,
+            )
+        if callable(option):
+            return option  # type: ignore[return-value]
+        raise ConfigurationError(
+            "fallback must be a Reranker, a model name or a callable (query, texts) -> scores; "
+            f"received {describe(option)}"
+        )
 
     # ----------------------------------------------------------------- configuration
     def to_dict(self) -> dict[str, Any]:
@@ -188,16 +361,55 @@ class Reranker:
             "backend_options": dict(self.backend_options),
             "allow_download": self.allow_download,
             "show_progress": self.show_progress,
+            "disabled": self.disabled,
+            "fallback": self._fallback_to_dict(),
+            "primary_timeout": self.primary_timeout,
+            "min_confidence": self.min_confidence,
+            "cache": self.cache.to_dict() if self.cache is not None else None,
+            "domain": self.domain,
         }
 
+    def _fallback_to_dict(self) -> Any:
+        option = self._fallback_option
+        if option is None or isinstance(option, (str, Path)):
+            return None if option is None else str(option)
+        if isinstance(option, Reranker):
+            return {"reranker": option.to_dict()}
+        # Code is never loaded from a configuration: from_dict needs the callable passed again.
+        return {"callable": callable_reference(option)}
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Reranker:
+    def from_dict(cls, data: Mapping[str, Any], **runtime: Any) -> Reranker:
+        """Rebuild a reranker from :meth:`to_dict`.
+
+        ``runtime`` supplies what JSON cannot hold: ``fallback`` (a callable fallback, which
+        ``to_dict`` records only by name), ``on_stats``, ``plugin_manager`` or a ``cache`` object.
+        """
         if not isinstance(data, Mapping):
             raise ConfigurationError(f"Reranker.from_dict expects a mapping; received {describe(data)}")
+        unknown_runtime = set(runtime) - {"fallback", "on_stats", "plugin_manager", "cache"}
+        if unknown_runtime:
+            raise ConfigurationError(
+                f"from_dict takes only fallback, on_stats, plugin_manager and cache as objects; "
+                f"received {sorted(unknown_runtime)}"
+            )
         options = dict(data)
         calibration = options.get("calibration")
         if isinstance(calibration, Mapping):
             options["calibration"] = Calibration.from_dict(calibration["inline"])
+        fallback = options.get("fallback")
+        if isinstance(fallback, Mapping) and "fallback" not in runtime:
+            if "reranker" in fallback:
+                options["fallback"] = cls.from_dict(
+                    fallback["reranker"],
+                    **{k: v for k, v in runtime.items() if k == "plugin_manager"},
+                )
+            else:
+                raise ConfigurationError(
+                    f"this configuration's fallback is the callable {fallback.get('callable')!r}; "
+                    "pass it again: Reranker.from_dict(data, fallback=function)"
+                )
+        options.update(runtime)
         try:
             return cls(**options)
         except TypeError as exc:
@@ -244,11 +456,24 @@ class Reranker:
                 self._loaded = self._load_now()
             return self._loaded
 
+    def _model_to_load(self) -> str:
+        """The domain's registered model when there is one, else ``model``."""
+        if self.domain is None:
+            return self.model
+        from crossrank.models.domains import domain_model_path
+
+        path = domain_model_path(self.domain)
+        if path is None:
+            logger.info("domain %r has no registered model; using %s", self.domain, self.model)
+            return self.model
+        logger.debug("domain %r: using %s", self.domain, path)
+        return str(path)
+
     def _load_now(self) -> tuple[ScoringBackend, PairEncoder, ModelConfig, Calibration, Path]:
         from crossrank.models.resolve import resolve_model
         from crossrank.plugins import backend_registry
 
-        resolved = resolve_model(self.model, plugin_manager=self._plugin_manager, allow_fetch=self.allow_download)
+        resolved = resolve_model(self._model_to_load(), plugin_manager=self._plugin_manager, allow_fetch=self.allow_download)
         config = resolved.config
         spec = self._choose_backend(backend_registry(self._plugin_manager), config)
         max_length = self.max_length or config.max_length
@@ -321,6 +546,7 @@ class Reranker:
             if self._loaded is not None:
                 self._loaded[0].close()
             self._loaded = None
+            self._cache_scope_value = None
 
     # ----------------------------------------------------------------- scoring
     @staticmethod
@@ -334,37 +560,45 @@ class Reranker:
         stats = RerankStats(documents=len(texts), backend=backend.name, model=f"{config.name}@{config.revision}")
         if not texts:
             return _Scored(np.zeros(0, dtype=np.float64), stats)
-        started = time.perf_counter()
-        segments, report = encoder.encode(queries, texts, query_of_pair)
-        stats.truncated_documents = report.truncated_documents
-        stats.windowed_documents = report.windowed_documents
-        stats.windows = report.windows
-        stats.truncated_queries = report.truncated_queries
-        stats.pairs_scored = len(segments)
-        encoded = time.perf_counter()
-        lengths = [len(s.input_ids) for s in segments]
-        if backend.batch_invariant:
-            batches = plan_batches(lengths, batch_size=self.batch_size, token_budget=self.token_budget)
-        else:
-            batches = [[i] for i in sorted(range(len(segments)), key=lambda i: -lengths[i])]
-        row_logits = np.empty(len(segments), dtype=np.float64)
+        logits = np.empty(len(texts), dtype=np.float64)
+        truncated_queries: set[int] = set()
         progress = None
-        if self.show_progress and len(segments) > 64:
+        if self.show_progress and len(texts) > 64:
             from tqdm import tqdm
 
-            progress = tqdm(total=len(segments), unit="pair", desc="reranking", disable=None, leave=False)
+            progress = tqdm(total=len(texts), unit="pair", desc="reranking", disable=None, leave=False)
         try:
-            for batch in batches:
-                self._run_batch(backend, encoder.pad_id, segments, batch, row_logits, stats)
+            # Encode and score a slice of documents at a time: tokenizing every document up front
+            # would make memory grow with the number of documents instead of staying bounded by
+            # the token budget. Scores are batch-invariant, so slicing does not change them.
+            for start in range(0, len(texts), _ENCODE_CHUNK):
+                end = min(start + _ENCODE_CHUNK, len(texts))
+                started = time.perf_counter()
+                segments, report = encoder.encode(queries, texts[start:end], query_of_pair[start:end])
+                stats.truncated_documents += report.truncated_documents
+                stats.windowed_documents += report.windowed_documents
+                stats.windows += report.windows
+                truncated_queries |= report.truncated_query_indices
+                stats.truncated_queries = len(truncated_queries)
+                stats.pairs_scored += len(segments)
+                encoded = time.perf_counter()
+                lengths = [len(s.input_ids) for s in segments]
+                if backend.batch_invariant:
+                    batches = plan_batches(lengths, batch_size=self.batch_size, token_budget=self.token_budget)
+                else:
+                    batches = [[i] for i in sorted(range(len(segments)), key=lambda i: -lengths[i])]
+                row_logits = np.empty(len(segments), dtype=np.float64)
+                for batch in batches:
+                    self._run_batch(backend, encoder.pad_id, segments, batch, row_logits, stats)
+                logits[start:end] = self._pool(row_logits, [s.pair for s in segments], end - start)
+                del segments, row_logits
                 if progress is not None:
-                    progress.update(len(batch))
+                    progress.update(end - start)
+                stats.tokenize_ms += (encoded - started) * 1000
+                stats.model_ms += (time.perf_counter() - encoded) * 1000
         finally:
             if progress is not None:
                 progress.close()
-        scored = time.perf_counter()
-        logits = self._pool(row_logits, [s.pair for s in segments], len(texts))
-        stats.tokenize_ms = (encoded - started) * 1000
-        stats.model_ms = (scored - encoded) * 1000
         return _Scored(logits, stats)
 
     def _run_batch(
@@ -434,7 +668,9 @@ class Reranker:
             query_of_pair.append(query_index[query])
             documents.append(pair[1])
         texts, _ = normalize_documents(documents)
-        logits = self._score_pairs(queries, texts, query_of_pair).logits
+        if self.disabled:
+            return np.full(len(texts), np.nan)
+        logits = self._cached_logits(queries, texts, query_of_pair).logits
         if raw:
             return logits
         return self.calibration.calibrator.transform(logits) if len(logits) else logits
@@ -473,6 +709,7 @@ class Reranker:
         threshold: Threshold = _UNSET,
     ) -> list[RerankResult]:
         """Rerank several queries' candidate lists in one batched pass (multi-query batching)."""
+        started = time.perf_counter()
         if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
             raise InvalidInputTypeError(
                 f"requests must be a list of (query, documents) tuples; received {describe(requests)}"
@@ -480,24 +717,45 @@ class Reranker:
         top_k = self.top_k if top_k is _UNSET else validate_top_k(top_k)
         threshold = self.threshold if threshold is _UNSET else threshold
         self._check_threshold(threshold)
-        queries: list[str] = []
-        all_texts: list[str] = []
-        all_metadata: list[dict[str, Any]] = []
-        query_of_pair: list[int] = []
-        spans: list[tuple[int, int]] = []
+        if threshold == "calibrated" and self.fallback is not None and not isinstance(self.fallback, Reranker):
+            raise InvalidInputError("threshold='calibrated' cannot apply to a callable fallback; pass a probability")
+        parsed: list[_Request] = []
         for position, request in enumerate(requests):
             if not isinstance(request, (tuple, list)) or len(request) != 2:
                 raise InvalidInputTypeError(
                     f"request {position} must be a (query, documents) tuple; received {describe(request)}"
                 )
             query = validate_query(request[0])
-            texts, metadata = normalize_documents(request[1])
-            spans.append((len(all_texts), len(all_texts) + len(texts)))
-            query_of_pair.extend([len(queries)] * len(texts))
-            queries.append(query)
-            all_texts.extend(texts)
-            all_metadata.extend(metadata)
-        scored = self._score_pairs(queries, all_texts, query_of_pair) if all_texts else None
+            documents = request[1]
+            if isinstance(documents, Iterator):
+                documents = list(documents)  # a generator can be read once; the fallback may need it again
+            texts, metadata = normalize_documents(documents)
+            parsed.append(_Request(query, texts, metadata, documents))
+        if self.disabled:
+            results = [self._pass_through(request, top_k) for request in parsed]
+        elif self.fallback is None:
+            results = self._score_primary(parsed, top_k, threshold)
+        else:
+            results = self._score_with_fallback(parsed, top_k, threshold)
+        total_ms = (time.perf_counter() - started) * 1000
+        for result in results:
+            result.stats.total_ms = total_ms
+            self._report(result.stats)
+        return results
+
+    def _score_primary(self, parsed: list[_Request], top_k: int | None, threshold: Threshold) -> list[RerankResult]:
+        queries: list[str] = []
+        all_texts: list[str] = []
+        all_metadata: list[dict[str, Any]] = []
+        query_of_pair: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for request in parsed:
+            spans.append((len(all_texts), len(all_texts) + len(request.texts)))
+            query_of_pair.extend([len(queries)] * len(request.texts))
+            queries.append(request.query)
+            all_texts.extend(request.texts)
+            all_metadata.extend(request.metadata)
+        scored = self._cached_logits(queries, all_texts, query_of_pair) if all_texts else None
         results = []
         for q, (start, end) in enumerate(spans):
             logits = scored.logits[start:end] if scored is not None else np.zeros(0)
@@ -507,9 +765,144 @@ class Reranker:
                 queries[q], all_texts[start:end], all_metadata[start:end], logits, top_k, threshold, stats
             )
             stats.post_ms = (time.perf_counter() - started) * 1000
-            logger.debug("rerank stats: %s", stats)
             results.append(result)
         return results
+
+    def _pass_through(self, request: _Request, top_k: int | None) -> RerankResult:
+        kept = range(len(request.texts))[:top_k]
+        documents = [
+            ScoredDocument(
+                index=i, text=request.texts[i], score=math.nan, raw_score=math.nan, metadata=request.metadata[i], rank=i + 1
+            )
+            for i in kept
+        ]
+        stats = RerankStats(documents=len(request.texts), served_by="disabled")
+        return RerankResult(documents, query=request.query, threshold=None, stats=stats)
+
+    def _score_with_fallback(
+        self, parsed: list[_Request], top_k: int | None, threshold: Threshold
+    ) -> list[RerankResult]:
+        failure: BaseException | None = None
+        try:
+            if self.primary_timeout is None:
+                results = self._score_primary(parsed, top_k, threshold)
+            else:
+                results = run_with_deadline(
+                    lambda: self._score_primary(parsed, top_k, threshold), self.primary_timeout
+                )
+        except PrimaryTimeoutError as exc:
+            failure, reason = exc, f"timeout: {exc}"
+        except Exception as exc:  # any primary failure, a model that cannot load included
+            failure, reason = exc, f"error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        if failure is not None:
+            logger.warning("primary reranker %s failed (%s); the fallback serves", self.model, reason)
+            try:
+                return self._serve_fallback(parsed, top_k, threshold, [reason] * len(parsed))
+            except Exception as exc:
+                raise exc from failure
+        if self.min_confidence is not None:
+            unsure = [
+                i
+                for i, result in enumerate(results)
+                if result.stats.best_score is not None and result.stats.best_score < self.min_confidence
+            ]
+            if unsure:
+                reasons = [
+                    f"unsure: best score {results[i].stats.best_score:.4f} < min_confidence {self.min_confidence:g}"
+                    for i in unsure
+                ]
+                served = self._serve_fallback([parsed[i] for i in unsure], top_k, threshold, reasons)
+                for i, result in zip(unsure, served):
+                    results[i] = result
+        return results
+
+    def _serve_fallback(
+        self, parsed: list[_Request], top_k: int | None, threshold: Threshold, reasons: list[str]
+    ) -> list[RerankResult]:
+        fallback = self.fallback
+        if isinstance(fallback, Reranker):
+            served = fallback.score_many([(r.query, r.documents) for r in parsed], top_k=top_k, threshold=threshold)
+        else:
+            assert fallback is not None
+            cut = None if threshold is None or threshold is False else float(threshold)  # type: ignore[arg-type]
+            served = []
+            for request in parsed:
+                started = time.perf_counter()
+                stats = RerankStats(
+                    documents=len(request.texts), backend="callable", model=callable_reference(fallback)
+                )
+                served.append(
+                    rank_callable_scores(
+                        fallback, request.query, request.texts, request.metadata, top_k=top_k, cut=cut, stats=stats
+                    )
+                )
+                stats.model_ms = (time.perf_counter() - started) * 1000
+        out = []
+        for result, reason in zip(served, reasons):
+            stats = dataclasses.replace(
+                result.stats, batches=list(result.stats.batches), served_by="fallback", fallback_reason=reason
+            )
+            out.append(RerankResult(list(result), query=result.query, threshold=result.threshold, stats=stats))
+        return out
+
+    def _report(self, stats: RerankStats) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("rerank stats: %s", stats, extra={"crossrank_stats": stats.to_dict()})
+        if self.on_stats is not None:
+            try:
+                self.on_stats(stats)
+            except Exception:
+                # A broken metrics hook must not take reranking down with it; it is logged instead.
+                logger.warning("on_stats hook %r raised; the result is returned anyway", self.on_stats, exc_info=True)
+
+    # ----------------------------------------------------------------- score cache
+    def _cache_scope(self) -> str:
+        """Digest of everything besides the pair that determines a logit."""
+        scope = self._cache_scope_value
+        if scope is None:
+            backend, encoder, config, calibration, path = self._load()
+            weights = {}
+            for relative in (config.onnx_file, config.torch_weights):
+                if relative and (path / relative).is_file():
+                    info = (path / relative).stat()
+                    weights[relative] = [info.st_size, info.st_mtime_ns]
+            scope = scope_digest(
+                {
+                    "model": config.name,
+                    "revision": config.revision,
+                    "files": config.files,
+                    "weights": weights,
+                    "quantization": config.quantization,
+                    "backend": backend.name,
+                    "device": self.device,
+                    "calibrator": calibration.calibrator.to_dict(),
+                    "max_length": encoder.max_length,
+                    "max_query_length": encoder.max_query_length,
+                    "long_documents": self.long_documents,
+                    "window_overlap": self.window_overlap,
+                    "window_pooling": self.window_pooling,
+                    "max_windows": self.max_windows,
+                }
+            )
+            self._cache_scope_value = scope
+        return scope
+
+    def _cached_logits(self, queries: list[str], texts: list[str], query_of_pair: list[int]) -> _Scored:
+        cache = self.cache
+        if cache is None or not texts:
+            return self._score_pairs(queries, texts, query_of_pair)
+        scope = self._cache_scope()
+        keys = [pair_key(scope, queries[q], text) for q, text in zip(query_of_pair, texts)]
+        hits = cache.get_many(scope, keys)
+        missing = [i for i, key in enumerate(keys) if key not in hits]
+        scored = self._score_pairs(queries, [texts[i] for i in missing], [query_of_pair[i] for i in missing])
+        logits = np.array([hits.get(key, np.nan) for key in keys], dtype=np.float64)
+        if missing:
+            logits[missing] = scored.logits
+            cache.put_many(scope, {keys[i]: float(logits[i]) for i in missing})
+        scored.stats.documents = len(texts)
+        scored.stats.cache_hits = len(texts) - len(missing)
+        return _Scored(logits, scored.stats)
 
     def _split_stats(self, shared: RerankStats | None, documents: int, total: int) -> RerankStats:
         if shared is None:
@@ -552,6 +945,7 @@ class Reranker:
         probabilities = np.clip(calibration.calibrator.transform(logits), 0.0, 1.0)
         cut = self._resolve_threshold(threshold, calibration)
         order = sorted(range(len(texts)), key=lambda i: (-probabilities[i], -logits[i], i))
+        stats.best_score = float(probabilities[order[0]])
         kept = order
         abstain = False
         if cut is not None:

@@ -64,8 +64,15 @@ class RerankStats:
         abstained: True when a threshold removed every document.
         backend: Name of the backend that scored.
         model: Model identifier.
-        served_by: Which path produced the result (``"primary"`` unless a fallback served).
+        served_by: Which path produced the result: ``"primary"``, ``"fallback"`` or
+            ``"disabled"`` (reranking switched off, documents passed through in input order).
+        fallback_reason: Why the fallback served (``"error: ..."``, ``"timeout: ..."``,
+            ``"unsure: ..."``); empty when it did not.
+        cache_hits: Documents whose score came from the score cache instead of the model.
+        best_score: Highest calibrated score before threshold and ``top_k`` (None when nothing
+            was scored).
         tokenize_ms / model_ms / post_ms: Wall time split.
+        total_ms: Wall time of the whole call, fallback included.
     """
 
     documents: int = 0
@@ -80,9 +87,13 @@ class RerankStats:
     backend: str = ""
     model: str = ""
     served_by: str = "primary"
+    fallback_reason: str = ""
+    cache_hits: int = 0
+    best_score: float | None = None
     tokenize_ms: float = 0.0
     model_ms: float = 0.0
     post_ms: float = 0.0
+    total_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,7 +45,10 @@ class TorchBackend:
                 f"model {config.name} has no safetensors weights (only ONNX); use backend='onnx'"
             )
         model_dir = Path(model_dir)
-        trust_remote_code = bool(options.get("trust_remote_code", False))
+        trust_remote_code = options.get("trust_remote_code", False)
+        if not isinstance(trust_remote_code, bool):
+            # bool("false") is True: only a real boolean may switch on running a model's own code.
+            raise ConfigurationError(f"trust_remote_code must be True or False; received {trust_remote_code!r}")
         hf_config_path = model_dir / "config.json"
         if hf_config_path.is_file():
             try:
@@ -58,6 +61,7 @@ class TorchBackend:
                     "backend_options={'trust_remote_code': True} only if you trust this model."
                 )
         config.verify(model_dir, only=(config.torch_weights,))
+        _check_safetensors(model_dir / config.torch_weights)
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         dtype_name = options.get("dtype", "float32")
         if dtype_name not in dtypes:
@@ -99,3 +103,22 @@ class TorchBackend:
 
     def close(self) -> None:
         self.model = None
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read the weights file's header and extent so a corrupt file fails naming itself.
+
+    transformers would otherwise surface the safetensors library's own error type, which
+    names neither the file nor the fix.
+    """
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ModelIntegrityError(f"model weights file {path} is missing")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            handle.keys()
+    except Exception as exc:  # safetensors raises its own untyped SafetensorError
+        raise ModelIntegrityError(
+            f"model weights file {path} is corrupt or truncated: {exc}. Delete it and fetch the model again."
+        ) from None

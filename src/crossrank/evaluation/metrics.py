@@ -1,0 +1,167 @@
+"""Retrieval, abstention and calibration metrics.
+
+Ranking metrics (nDCG@k with graded gains, MRR@k, MAP, Recall@k, Precision@k, Hit@k) are computed
+by ranx; this module only fixes the conventions around it:
+
+* Only queries with at least one relevant judgement (grade > 0) are evaluated, as trec_eval does.
+* A query whose run is empty (the reranker abstained, or nothing was retrieved) scores 0.
+* Tied scores are ordered by document id, so results never depend on dict order.
+
+Abstention metrics work on query-level decisions: the *false-evidence rate* is the share of
+queries without an answer in the corpus for which passages were still returned, and the *hit
+rate* is the share of answerable queries for which passages were returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossrank.errors import InvalidInputError, missing_dependency
+
+__all__ = [
+    "RANKING_METRICS",
+    "ranking_metrics",
+    "per_query_metric",
+    "false_evidence_rate",
+    "hit_rate",
+    "expected_calibration_error",
+    "reliability_bins",
+    "ReliabilityBins",
+]
+
+RANKING_METRICS = ("ndcg", "mrr", "map", "recall", "precision", "hit")
+_METRIC = re.compile(r"^(ndcg|mrr|map|recall|precision|hit)(?:@(\d+))?$")
+_RANX_NAMES = {"ndcg": "ndcg", "mrr": "mrr", "map": "map", "recall": "recall", "precision": "precision", "hit": "hit_rate"}
+
+Run = Mapping[str, Mapping[str, float]]
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+def _parse(metric: str) -> tuple[str, int | None]:
+    match = _METRIC.match(metric.lower())
+    if match is None:
+        raise InvalidInputError(
+            f"unknown metric {metric!r}; expected one of {RANKING_METRICS} with an optional @k, e.g. 'ndcg@10'"
+        )
+    k = int(match.group(2)) if match.group(2) else None
+    if k is not None and k < 1:
+        raise InvalidInputError(f"metric cut-off must be >= 1; received {metric!r}")
+    return match.group(1), k
+
+
+def per_query_metric(qrels: Qrels, run: Run, metric: str) -> dict[str, float]:
+    """One metric per evaluated query (queries with at least one relevant judgement)."""
+    name, k = _parse(metric)
+    try:
+        import ranx
+    except ImportError:
+        raise missing_dependency("ranx", "eval", "ranking metrics") from None
+    evaluated = sorted(q for q, judged in qrels.items() if any(g > 0 for g in judged.values()))
+    values = {q: 0.0 for q in evaluated}
+    non_empty = [q for q in evaluated if run.get(q)]
+    if not non_empty:
+        return values
+    ranx_qrels = ranx.Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in non_empty})
+    ranx_run = ranx.Run({q: _tie_broken(run[q]) for q in non_empty})
+    ranx_metric = _RANX_NAMES[name] + (f"@{k}" if k is not None else "")
+    scores = ranx.evaluate(ranx_qrels, ranx_run, ranx_metric, return_mean=False, make_comparable=False)
+    # ranx returns per-query values in the order of its sorted query ids.
+    for query_id, value in zip(sorted(non_empty), np.asarray(scores, dtype=np.float64).reshape(-1)):
+        values[query_id] = float(value)
+    return values
+
+
+def _tie_broken(scores: Mapping[str, float]) -> dict[str, float]:
+    """Replace scores by strictly decreasing ones that keep the order (ties: doc id ascending)."""
+    order = sorted(scores, key=lambda d: (-float(scores[d]), d))
+    return {doc_id: float(len(order) - rank) for rank, doc_id in enumerate(order)}
+
+
+def ranking_metrics(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, float]:
+    """Mean of each metric over the evaluated queries (0.0 when there are none).
+
+    Example:
+        >>> ranking_metrics({"q": {"a": 1}}, {"q": {"a": 0.2, "b": 0.9}}, ["mrr@10"])  # doctest: +SKIP
+        {'mrr@10': 0.5}
+    """
+    out: dict[str, float] = {}
+    for metric in metrics:
+        values = per_query_metric(qrels, run, metric)
+        out[metric.lower()] = float(np.mean(list(values.values()))) if values else 0.0
+    return out
+
+
+def _rate(decisions: Mapping[str, bool], answerable: Mapping[str, bool], want_answerable: bool) -> float:
+    queries = [q for q, has_answer in answerable.items() if bool(has_answer) == want_answerable]
+    if not queries:
+        return float("nan")
+    missing = [q for q in queries if q not in decisions]
+    if missing:
+        raise InvalidInputError(f"no decision for {len(missing)} queries, e.g. {missing[0]!r}")
+    return sum(1 for q in queries if decisions[q]) / len(queries)
+
+
+def false_evidence_rate(answered: Mapping[str, bool], answerable: Mapping[str, bool]) -> float:
+    """Share of queries *without* an answer for which passages were returned (NaN if there are none).
+
+    Args:
+        answered: Per query, whether the reranker returned at least one passage.
+        answerable: Per query, whether the corpus holds an answer.
+    """
+    return _rate(answered, answerable, want_answerable=False)
+
+
+def hit_rate(answered: Mapping[str, bool], answerable: Mapping[str, bool]) -> float:
+    """Share of answerable queries for which passages were returned (NaN if there are none)."""
+    return _rate(answered, answerable, want_answerable=True)
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Equal-width probability bins: edges, mean confidence, positive rate and count per bin."""
+
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    counts: np.ndarray
+
+
+def reliability_bins(probabilities: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray, bins: int = 15) -> ReliabilityBins:
+    """Group predictions into ``bins`` equal-width bins on [0, 1] (1.0 falls in the last bin)."""
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if p.size != y.size:
+        raise InvalidInputError(f"need one label per probability; received {p.size} and {y.size}")
+    if bins < 1:
+        raise InvalidInputError(f"bins must be >= 1; received {bins}")
+    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+        raise InvalidInputError("probabilities must lie in [0, 1]")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(index, weights=p, minlength=bins) / counts
+        accuracy = np.bincount(index, weights=y, minlength=bins) / counts
+    return ReliabilityBins(edges=edges, confidence=confidence, accuracy=accuracy, counts=counts)
+
+
+def expected_calibration_error(
+    probabilities: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray, bins: int = 15
+) -> float:
+    """ECE: count-weighted mean of ``|positive rate - mean probability|`` over equal-width bins.
+
+    Example:
+        >>> expected_calibration_error([0.2, 0.2, 0.8, 0.8], [0, 0, 1, 1], bins=10)
+        0.2
+    """
+    table = reliability_bins(probabilities, labels, bins)
+    total = table.counts.sum()
+    if total == 0:
+        return float("nan")
+    used = table.counts > 0
+    gaps = np.abs(table.accuracy[used] - table.confidence[used])
+    return float(np.round(np.sum(gaps * table.counts[used]) / total, 12))

@@ -1,0 +1,409 @@
+"""End-to-end evaluation and fitting over a BEIR-layout dataset, built on the score cache."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.abstention import fit_logistic_rule, should_abstain
+from crossrank.calibration import FITTABLE_KINDS, Calibration, Calibrator, fit_calibrator
+from crossrank.errors import InvalidInputError
+from crossrank.evaluation.cache import ScoreCache, default_cache_dir, scorer_settings
+from crossrank.evaluation.candidates import candidate_recall, get_candidates
+from crossrank.evaluation.datasets import BeirDataset, Qrels, load_dataset
+from crossrank.evaluation.metrics import (
+    expected_calibration_error,
+    false_evidence_rate,
+    hit_rate,
+    per_query_metric,
+    ranking_metrics,
+)
+from crossrank.evaluation.scoring import Scores, cached_scores, score_candidates
+from crossrank.evaluation.significance import paired_bootstrap, randomization_test
+from crossrank.evaluation.thresholds import candidate_thresholds, select_threshold, threshold_curve
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "EvalSetup",
+    "ScoredSplit",
+    "prepare",
+    "evaluate_scores",
+    "decide",
+    "fit_calibration",
+    "labelled_pairs",
+]
+
+DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map", "recall@10", "recall@100", "precision@10", "hit@1", "hit@10")
+
+
+@dataclass
+class EvalSetup:
+    """Where candidates come from and how queries are chosen.
+
+    Attributes:
+        split: Split name (``qrels/<split>.tsv`` and friends).
+        candidates: ``bm25``, ``dense``, ``rrf`` or ``fixed``.
+        depth: Candidates per query.
+        rrf_k0: The RRF constant when ``candidates="rrf"``.
+        sample: Use only this many queries of the split (a seeded random sample), if set.
+        seed: Seed for ``sample``.
+        include_judged: Add the split's judged-relevant documents missing from the candidates
+            (for fitting data, so positives are represented; never for reported figures).
+    """
+
+    split: str = "test"
+    candidates: str = "bm25"
+    depth: int = 100
+    rrf_k0: int = 60
+    sample: int | None = None
+    seed: int = 0
+    include_judged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ScoredSplit:
+    """A split's candidates and their raw scores (``{query: {doc: logit}}``), best candidate first."""
+
+    dataset: BeirDataset
+    setup: EvalSetup
+    query_ids: list[str]
+    candidates: dict[str, list[str]]
+    logits: Scores
+    settings: dict[str, Any]
+    complete: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def probabilities(self, calibrator: Calibrator) -> Scores:
+        out: Scores = {}
+        for q, docs in self.logits.items():
+            ids = list(docs)
+            values = calibrator.transform(np.array([docs[d] for d in ids])) if ids else np.zeros(0)
+            out[q] = {d: float(np.clip(v, 0.0, 1.0)) for d, v in zip(ids, values)}
+        return out
+
+
+def prepare(
+    dataset: str | Path | BeirDataset,
+    setup: EvalSetup,
+    reranker: Any,
+    *,
+    cache_dir: str | Path | None = None,
+    score: bool = True,
+    progress: bool = False,
+) -> ScoredSplit:
+    """Load the data, retrieve candidates and score them (only what the cache lacks).
+
+    With ``score=False`` nothing is computed: pairs missing from the cache are left out and
+    ``complete`` says whether any were missing.
+    """
+    data = dataset if isinstance(dataset, BeirDataset) else load_dataset(dataset)
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    query_ids = data.split_queries(setup.split)
+    if setup.sample is not None:
+        if setup.sample < 1:
+            raise InvalidInputError(f"sample must be >= 1; received {setup.sample}")
+        rng = random.Random(setup.seed)
+        chosen = set(rng.sample(query_ids, min(setup.sample, len(query_ids))))
+        query_ids = [q for q in query_ids if q in chosen]
+    candidates = get_candidates(
+        data, setup.split, setup.candidates, setup.depth, cache_dir=cache_root, rrf_k0=setup.rrf_k0, query_ids=query_ids
+    )
+    if setup.include_judged and data.has_qrels(setup.split):
+        judged = data.qrels(setup.split)
+        candidates = {
+            q: docs + [d for d, g in judged.get(q, {}).items() if g > 0 and d not in docs and d in data.corpus]
+            for q, docs in candidates.items()
+        }
+    settings = scorer_settings(reranker)
+    cache = ScoreCache(cache_root, settings)
+    if score:
+        logits = score_candidates(reranker, data, candidates, cache, progress=progress)
+    else:
+        logits = cached_scores(data, candidates, cache)
+    complete = all(len(logits[q]) == len(candidates[q]) for q in candidates)
+    return ScoredSplit(data, setup, query_ids, candidates, logits, settings, complete)
+
+
+def decide(calibration: Calibration, threshold: float | str | None, logits: Mapping[str, float]) -> dict[str, float]:
+    """The documents a :class:`~crossrank.Reranker` would return for one query (same rules as ``rerank``).
+
+    Returns ``{doc_id: probability}`` of the kept documents; empty when it abstains.
+    """
+    ids = list(logits)
+    if not ids:
+        return {}
+    raw = np.array([logits[d] for d in ids], dtype=np.float64)
+    probabilities = np.clip(calibration.calibrator.transform(raw), 0.0, 1.0)
+    order = sorted(range(len(ids)), key=lambda i: (-probabilities[i], -raw[i], i))
+    if threshold is None:
+        return {ids[i]: float(probabilities[i]) for i in order}
+    cut = calibration.threshold if threshold == "calibrated" else float(threshold)
+    if cut is None:
+        raise InvalidInputError("threshold 'calibrated' needs a calibration with a fitted threshold")
+    kept = [i for i in order if probabilities[i] >= cut]
+    if threshold == "calibrated" and calibration.abstention is not None and kept:
+        if should_abstain(calibration.abstention, probabilities[order], raw[order]):
+            kept = []
+    return {ids[i]: float(probabilities[i]) for i in kept}
+
+
+def labelled_pairs(scored: ScoredSplit, labels: Qrels, *, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and 0/1 labels of scored pairs (unjudged = 0); with ``top``, only each query's best ``top``."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for q in scored.query_ids:
+        docs = scored.logits.get(q, {})
+        ids = sorted(docs, key=lambda d: (-docs[d], d))
+        if top is not None:
+            ids = ids[:top]
+        judged = labels.get(q, {})
+        for d in ids:
+            xs.append(docs[d])
+            ys.append(1.0 if judged.get(d, 0) > 0 else 0.0)
+    return np.array(xs), np.array(ys)
+
+
+def _calibration_labels(data: BeirDataset, split: str) -> tuple[Qrels | None, str | None]:
+    if data.has_qrels(f"{split}-evidence"):
+        return data.qrels(f"{split}-evidence"), f"qrels/{split}-evidence.tsv"
+    if data.has_qrels(split):
+        return data.qrels(split), f"qrels/{split}.tsv"
+    return None, None
+
+
+def evaluate_scores(
+    scored: ScoredSplit,
+    calibration: Calibration,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    threshold: float | str | None = "calibrated",
+    max_false_evidence: float = 0.3,
+    ece_top: int = 10,
+    bins: int = 15,
+    significance_samples: int = 10_000,
+) -> dict[str, Any]:
+    """Everything the ``eval`` report holds, computed from cached scores (no model calls)."""
+    data, split = scored.dataset, scored.setup.split
+    report: dict[str, Any] = {
+        "dataset": str(data.path),
+        "split": split,
+        "setup": scored.setup.to_dict(),
+        "scorer": scored.settings,
+        "queries": len(scored.query_ids),
+        "pairs_scored": sum(len(v) for v in scored.logits.values()),
+        "pairs_expected": sum(len(v) for v in scored.candidates.values()),
+        "complete": scored.complete,
+        "calibration": {"calibrator": calibration.calibrator.to_dict(), "threshold": calibration.threshold,
+                        "abstention": calibration.abstention, "provenance": calibration.provenance},
+    }
+    probabilities = scored.probabilities(calibration.calibrator)
+    first_stage = {q: {d: float(len(docs) - r) for r, d in enumerate(docs)} for q, docs in scored.candidates.items()}
+    if data.has_qrels(split):
+        qrels = data.qrels(split)
+        # Ranking uses the raw logits: a monotone calibrator must not change the order, and
+        # isotonic plateaus would otherwise create ties.
+        report["metrics"] = ranking_metrics(qrels, scored.logits, metrics)
+        report["first_stage_metrics"] = ranking_metrics(qrels, first_stage, metrics)
+        report["candidate_recall"] = candidate_recall(scored.candidates, qrels)
+        headline = metrics[0]
+        a = per_query_metric(qrels, first_stage, headline)
+        b = per_query_metric(qrels, scored.logits, headline)
+        report["significance"] = {
+            "metric": headline,
+            "baseline": f"first stage ({scored.setup.candidates})",
+            "bootstrap": paired_bootstrap(a, b, samples=significance_samples).to_dict(),
+            "randomization": randomization_test(a, b, samples=significance_samples).to_dict(),
+        }
+    else:
+        report["metrics"] = {}
+    answerable = data.answerable(split)
+    if answerable is not None:
+        answerable = {q: answerable[q] for q in scored.query_ids if q in answerable}
+        abstention: dict[str, Any] = {"answerable": sum(answerable.values()), "unanswerable": sum(not v for v in answerable.values())}
+        if threshold is not None and not (threshold == "calibrated" and calibration.threshold is None):
+            kept = {q: decide(calibration, threshold, scored.logits.get(q, {})) for q in answerable}
+            answered = {q: bool(docs) for q, docs in kept.items()}
+            abstention.update(
+                threshold=threshold if threshold == "calibrated" else float(threshold),
+                probability_cut=calibration.threshold if threshold == "calibrated" else float(threshold),
+                false_evidence_rate=false_evidence_rate(answered, answerable),
+                hit_rate=hit_rate(answered, answerable),
+            )
+            report["metrics"]["false_evidence_rate"] = abstention["false_evidence_rate"]
+            report["metrics"]["hit_rate"] = abstention["hit_rate"]
+            if data.has_qrels(split):
+                evidence, _ = _calibration_labels(data, split)
+                cut_metric = ranking_metrics(evidence or data.qrels(split), {q: kept.get(q, {}) for q in scored.query_ids}, [metrics[0]])
+                abstention[f"{metrics[0]}_after_threshold"] = cut_metric[metrics[0].lower()]
+        top = {q: max(probabilities[q].values()) if probabilities.get(q) else -np.inf for q in answerable}
+        grid = np.linspace(0.0, 1.0, 101)
+        curve = threshold_curve(probabilities, answerable, grid, confidence=top)
+        abstention["curve"] = {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in curve.items()}
+        best = select_threshold(probabilities, answerable, max_false_evidence=max_false_evidence, confidence=top)
+        abstention["oracle_on_this_split"] = best.to_dict()
+        # The best hit rate any top-score threshold could reach here: an upper bound, not a result.
+        report["abstention"] = abstention
+    labels, source = _calibration_labels(data, split)
+    if labels is not None:
+        x, y = labelled_pairs(scored, labels, top=ece_top)
+        p = np.clip(calibration.calibrator.transform(x), 0.0, 1.0) if len(x) else x
+        x_all, y_all = labelled_pairs(scored, labels)
+        p_all = np.clip(calibration.calibrator.transform(x_all), 0.0, 1.0) if len(x_all) else x_all
+        report["calibration"].update(
+            labels=source,
+            ece_pairs=f"each query's top {ece_top} after reranking",
+            ece=expected_calibration_error(p, y, bins) if len(p) else None,
+            ece_all_candidates=expected_calibration_error(p_all, y_all, bins) if len(p_all) else None,
+            bins=bins,
+            pairs=int(len(p)),
+            positive_rate=float(y.mean()) if len(y) else None,
+            mean_probability=float(p.mean()) if len(p) else None,
+        )
+        report["metrics"]["ece"] = report["calibration"]["ece"]
+        report["_reliability"] = (p, y)
+    else:
+        report["calibration"]["ece"] = None
+    return report
+
+
+def fit_calibration(
+    scored: ScoredSplit,
+    *,
+    kinds: Sequence[str] = ("platt", "isotonic"),
+    holdout: float = 0.3,
+    seed: int = 0,
+    max_false_evidence: float = 0.3,
+    objective: str = "hit_rate",
+    abstention_rules: Sequence[str] = ("max-score", "logistic"),
+    bins: int = 15,
+    min_block: int = 10,
+) -> tuple[Calibration, dict[str, Any]]:
+    """Fit a calibrator, a probability threshold and an abstention rule on one split's scores.
+
+    The calibrator kind is chosen by ECE on a held-out share of the queries (then refitted on all
+    of them); the abstention rule by hit rate under the false-evidence constraint on the held-out
+    share; the final threshold is selected on all queries with that constraint.
+
+    Returns the calibration and a report of the choices.
+    """
+    data, split = scored.dataset, scored.setup.split
+    labels, source = _calibration_labels(data, split)
+    if labels is None:
+        raise InvalidInputError(f"{data.path}: split {split!r} has no qrels to fit a calibration on")
+    unknown = [k for k in kinds if k not in FITTABLE_KINDS]
+    if unknown:
+        raise InvalidInputError(f"calibrator kinds must come from {FITTABLE_KINDS}; received {unknown}")
+    rng = random.Random(seed)
+    queries = [q for q in scored.query_ids if scored.logits.get(q)]
+    held = set(rng.sample(queries, max(1, int(round(holdout * len(queries))))))
+    fit_part = _subset(scored, [q for q in queries if q not in held])
+    held_part = _subset(scored, [q for q in queries if q in held])
+    x_fit, y_fit = labelled_pairs(fit_part, labels)
+    x_held, y_held = labelled_pairs(held_part, labels)
+    options = {"isotonic": {"min_block": min_block}}
+    comparison: dict[str, Any] = {}
+    for kind in kinds:
+        calibrator = fit_calibrator(kind, x_fit, y_fit, **options.get(kind, {}))
+        p = calibrator.transform(x_held)
+        comparison[kind] = {"held_out_ece": expected_calibration_error(p, y_held, bins), "held_out_log_loss": _log_loss(p, y_held)}
+    chosen = min(kinds, key=lambda k: comparison[k]["held_out_ece"])
+    x_all, y_all = labelled_pairs(scored, labels)
+    calibrator = fit_calibrator(chosen, x_all, y_all, **options.get(chosen, {}))
+    report: dict[str, Any] = {"labels": source, "calibrator_comparison": comparison, "chosen_calibrator": chosen,
+                              "fit_pairs": int(len(x_all)), "fit_positive_rate": float(y_all.mean()), "held_out_queries": len(held)}
+    answerable = data.answerable(split)
+    if answerable is None:
+        return Calibration(calibrator=calibrator), report
+    answerable = {q: answerable[q] for q in queries if q in answerable}
+    # Choose the abstention rule on the held-out queries, with the calibrator fitted without them.
+    held_calibrator = fit_calibrator(chosen, x_fit, y_fit, **options.get(chosen, {}))
+    rule_scores: dict[str, Any] = {}
+    for rule_kind in abstention_rules:
+        rule, cut = _fit_rule(rule_kind, fit_part, held_calibrator, answerable, max_false_evidence, objective)
+        if rule is None:
+            continue
+        held_conf = _rule_confidence(rule, held_part, held_calibrator)
+        held_answerable = {q: answerable[q] for q in held_part.query_ids if q in answerable}
+        answered = {q: held_conf[q] >= cut for q in held_answerable}
+        rule_scores[rule_kind] = {
+            "held_out_false_evidence_rate": false_evidence_rate(answered, held_answerable),
+            "held_out_hit_rate": hit_rate(answered, held_answerable),
+        }
+    if not rule_scores:
+        return Calibration(calibrator=calibrator), report
+
+    def merit(kind: str) -> tuple[bool, float, float]:
+        s = rule_scores[kind]
+        ok = s["held_out_false_evidence_rate"] <= max_false_evidence
+        return (ok, s["held_out_hit_rate"] if ok else -s["held_out_false_evidence_rate"], -abstention_rules.index(kind))
+
+    best_rule = max(rule_scores, key=merit)
+    rule, cut = _fit_rule(best_rule, scored, calibrator, answerable, max_false_evidence, objective)
+    assert rule is not None
+    if rule["kind"] == "max-score":
+        threshold = cut
+        rule = {"kind": "max-score", "min_top_score": cut}
+    else:
+        rule = {**rule, "min_probability": cut}
+        # Documents are still cut by probability; the rule decides whether the query is answered.
+        threshold = 0.0
+    report.update(abstention_comparison=rule_scores, chosen_abstention=best_rule, max_false_evidence=max_false_evidence, objective=objective)
+    return Calibration(calibrator=calibrator, threshold=float(threshold), abstention=rule), report
+
+
+def _fit_rule(kind: str, scored: ScoredSplit, calibrator: Calibrator, answerable: Mapping[str, bool],
+              max_false_evidence: float, objective: str) -> tuple[dict[str, Any] | None, float]:
+    queries = [q for q in scored.query_ids if q in answerable and scored.logits.get(q)]
+    labels = {q: answerable[q] for q in queries}
+    if len(set(labels.values())) < 2:
+        return None, 0.0
+    if kind == "max-score":
+        rule: dict[str, Any] = {"kind": "max-score", "min_top_score": 0.0}
+    elif kind == "logistic":
+        ranked = [_ranked(scored.logits[q], calibrator) for q in queries]
+        rule = fit_logistic_rule(ranked, [labels[q] for q in queries])
+    else:
+        raise InvalidInputError(f"unknown abstention rule kind {kind!r}")
+    confidence = _rule_confidence(rule, _subset(scored, queries), calibrator)
+    probabilities = _subset(scored, queries).probabilities(calibrator)
+    choice = select_threshold(probabilities, labels, max_false_evidence=max_false_evidence, objective=objective,
+                              qrels=scored.dataset.qrels(scored.setup.split) if objective != "hit_rate" else None,
+                              confidence=confidence, thresholds=candidate_thresholds(list(confidence.values())))
+    return rule, choice.threshold
+
+
+def _ranked(logits: Mapping[str, float], calibrator: Calibrator) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.sort(np.array(list(logits.values()), dtype=np.float64))[::-1]
+    return calibrator.transform(raw), raw
+
+
+def _rule_confidence(rule: Mapping[str, Any], scored: ScoredSplit, calibrator: Calibrator) -> dict[str, float]:
+    from crossrank.abstention import answer_probability
+
+    out: dict[str, float] = {}
+    for q in scored.query_ids:
+        if not scored.logits.get(q):
+            out[q] = -np.inf
+            continue
+        p, z = _ranked(scored.logits[q], calibrator)
+        out[q] = float(p[0]) if rule["kind"] == "max-score" else answer_probability(rule, p, z)
+    return out
+
+
+def _subset(scored: ScoredSplit, queries: Sequence[str]) -> ScoredSplit:
+    keep = list(queries)
+    return ScoredSplit(scored.dataset, scored.setup, keep, {q: scored.candidates[q] for q in keep},
+                       {q: scored.logits.get(q, {}) for q in keep}, scored.settings, scored.complete)
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

