@@ -13,6 +13,8 @@ documents the threshold dropped).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +27,7 @@ from crossrank.settings import OPTIONS
 
 __all__ = [
     "ENGINE_DEFAULTS",
+    "SHARED_RERANKER",
     "RANK_KEY",
     "RAW_SCORE_KEY",
     "SCORE_KEY",
@@ -54,6 +57,10 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     name: OPTIONS[name].default
     for name in ("model", "backend", "device", "max_length", "long_documents", "window_pooling", "max_windows", "batch_size", "token_budget")
 }
+
+# Set by an adapter's __init__ while pydantic runs, so model_post_init keeps the reranker that
+# __init__ validated (possibly shared, possibly holding a callable fallback) instead of rebuilding it.
+SHARED_RERANKER: ContextVar[Reranker | None] = ContextVar("crossrank_shared_reranker", default=None)
 
 # Reranker options that belong to the adapter (per-call defaults), never to the shared engine.
 _ADAPTER_OWNED = ("threshold", "top_k")

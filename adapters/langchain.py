@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crossrank.adapters._common import (
+    SHARED_RERANKER,
     ENGINE_DEFAULTS,
     AbstainCallback,
     adapter_reranker,
@@ -98,13 +99,19 @@ class CrossRankCompressor(BaseDocumentCompressor):
         if reranker is not None:
             options, extra = engine_options(reranker)
             data = {**data, **options, "reranker_options": extra}
-        super().__init__(**data)
+        token = SHARED_RERANKER.set(engine)
+        try:
+            super().__init__(**data)
+        finally:
+            SHARED_RERANKER.reset(token)
         self._reranker = engine
         self._on_abstain = on_abstain
 
     def model_post_init(self, context: Any) -> None:
         # Also reached by model_validate(), which bypasses __init__.
         super().model_post_init(context)
+        if SHARED_RERANKER.get() is not None:
+            return  # __init__ hands over the reranker it validated; rebuilding would lose callables
         options = {key: getattr(self, key) for key in ENGINE_DEFAULTS}
         self._reranker = build_reranker(None, options, self.reranker_options)
 

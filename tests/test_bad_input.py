@@ -232,10 +232,10 @@ def test_threshold_of_wrong_type_is_refused(tiny: Reranker, threshold: object) -
 
 def test_threshold_extremes_are_honoured(tiny: Reranker) -> None:
     assert len(tiny.rerank(QUERY, DOCS, threshold=0.0)) == 3
-    everything_dropped = tiny.rerank(QUERY, DOCS, threshold=1.0)
-    assert all(d.score >= 1.0 for d in everything_dropped)
-    if not len(everything_dropped):
-        assert everything_dropped.abstained
+    strict = tiny.rerank(QUERY, DOCS, threshold=1.0)
+    assert all(d.score >= 1.0 for d in strict)
+    assert strict.abstained == (len(strict) == 0)
+    assert strict.stats.dropped_by_threshold == 3 - len(strict)
 
 
 # ----------------------------------------------------------------------------- batch APIs
@@ -304,3 +304,64 @@ def test_inputs_are_never_mutated(tiny: Reranker) -> None:
         scored.metadata["added"] = True  # type: ignore[index]
         scored.metadata.pop("source", None)  # type: ignore[union-attr]
     assert docs == before and shared_meta == {"source": "wiki", "tags": ["a", "b"], "nested": {"k": 1}}
+
+
+# ----------------------------------------------------------------------------- adapters
+def test_langchain_adapter_bad_input(tiny: Reranker) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.documents import Document as LCDocument
+
+    from crossrank.adapters.langchain import CrossRankCompressor
+
+    compressor = CrossRankCompressor(reranker=tiny)
+    docs = [LCDocument(page_content=t, metadata={"i": i, "tags": ["x"]}) for i, t in enumerate(DOCS)]
+    before = copy.deepcopy(docs)
+    assert list(compressor.compress_documents([], QUERY)) == []
+    with pytest.raises(InvalidInputError, match="query must contain"):
+        compressor.compress_documents(docs, "   ")
+    with pytest.raises(InvalidInputError, match="threshold"):
+        compressor.compress_documents(docs, QUERY, threshold=math.nan)
+    with pytest.raises(InvalidInputError, match="top_n|top_k"):
+        compressor.compress_documents(docs, QUERY, top_n=0)
+    ranked = compressor.compress_documents(docs, QUERY)
+    assert sorted(d.metadata["i"] for d in ranked) == [0, 1, 2]
+    assert docs == before, "the caller's documents and their metadata are unchanged"
+
+
+def test_haystack_adapter_bad_input(tiny: Reranker) -> None:
+    pytest.importorskip("haystack")
+    from haystack import Document as HSDocument
+
+    from crossrank.adapters.haystack import CrossRankRanker
+
+    ranker = CrossRankRanker(reranker=tiny)
+    docs = [HSDocument(content=t, meta={"i": i}) for i, t in enumerate(DOCS)]
+    before = [(d.content, dict(d.meta), d.score) for d in docs]
+    assert ranker.run(query=QUERY, documents=[])["documents"] == []
+    with pytest.raises(InvalidInputError, match="query must contain"):
+        ranker.run(query="", documents=docs)
+    with pytest.raises(InvalidInputTypeError, match="document 1 is None"):
+        ranker.run(query=QUERY, documents=[docs[0], HSDocument(content=None, meta={})])
+    with pytest.raises(InvalidInputError, match="threshold"):
+        ranker.run(query=QUERY, documents=docs, score_threshold=math.inf)
+    assert len(ranker.run(query=QUERY, documents=docs, top_k=50)["documents"]) == 3
+    assert [(d.content, dict(d.meta), d.score) for d in docs] == before
+
+
+def test_llama_index_adapter_bad_input(tiny: Reranker) -> None:
+    pytest.importorskip("llama_index.core")
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from crossrank.adapters.llama_index import CrossRankRerank
+
+    postprocessor = CrossRankRerank(reranker=tiny)
+    nodes = [NodeWithScore(node=TextNode(text=t, metadata={"i": i}), score=0.1 * i) for i, t in enumerate(DOCS)]
+    before = [(n.node.text, dict(n.node.metadata), n.score) for n in nodes]
+    assert postprocessor.postprocess_nodes([], query_str=QUERY) == []
+    with pytest.raises(InvalidInputError, match="query must contain"):
+        postprocessor.postprocess_nodes(nodes, query_str=" \n")
+    with pytest.raises(InvalidInputError, match="needs the query"):
+        postprocessor.postprocess_nodes(nodes)
+    ranked = postprocessor.postprocess_nodes(nodes, query_str=QUERY)
+    assert sorted(n.node.metadata["i"] for n in ranked) == [0, 1, 2]
+    assert [(n.node.text, dict(n.node.metadata), n.score) for n in nodes] == before

@@ -126,3 +126,12 @@ def test_demo_shows_before_after_and_abstains_off_topic(embedded_model_dir: Path
         answer = done.stdout.split(f"Q: {question}")[1].split("Q:")[0]
         first_reranked = answer.split("crossrank top 3")[1].splitlines()[1]
         assert first_reranked.strip().startswith("1. [") and section in first_reranked, (question, first_reranked)
+
+
+def test_environment_settings_apply_to_options_not_given(tiny_model_dir: Path) -> None:
+    documents = '"paris is the capital of france"\n"the cat"\n'
+    from_env = crossrank("rerank", "-q", "capital", "-d", "-", "--format", "json", stdin=documents, env={"CROSSRANK_MODEL": str(tiny_model_dir)})
+    assert from_env.returncode == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["stats"]["model"].startswith(tiny_model_dir.name)
+    flag_wins = crossrank("rerank", "-q", "capital", "-d", "-", "--model", "/no/such/model", stdin=documents, env={"CROSSRANK_MODEL": str(tiny_model_dir), "CROSSRANK_OFFLINE": "1"})
+    assert flag_wins.returncode == 2 and "/no/such/model" in flag_wins.stderr

@@ -36,6 +36,7 @@ def shared(tiny_model_dir: Path) -> Reranker:
     return Reranker(str(tiny_model_dir), cache=None).warm_up()
 
 
+@pytest.mark.slow
 def test_sixteen_threads_fifty_calls_each_match_single_threaded_results(shared: Reranker) -> None:
     total = THREADS * CALLS_PER_THREAD
     requests = [_request(n) for n in range(total)]
@@ -126,3 +127,18 @@ def test_ascore_many_matches_score_many(shared: Reranker) -> None:
 
     for batch in asyncio.run(run()):
         assert [_key(r) for r in batch] == expected
+
+
+def test_async_benchmark_reduced_run(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from crossrank.cli import main
+
+    output = tmp_path / "BENCHMARKS.md"
+    argv = ["bench", "async", "--model", str(tiny_model_dir), "--coroutines", "12", "--documents-per-call", "3",
+            "--tokens", "16", "--json", "--no-write", "--output", str(output)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["coroutines"] == 12 and report["results_match_sequential"] is True
+    assert report["ticks"] > 0 and report["max_stall_ms"] >= report["median_stall_ms"] >= 0
+    assert not output.exists()

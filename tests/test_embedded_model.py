@@ -121,4 +121,5 @@ def test_readme_example(embedded_reranker: Reranker) -> None:
         top_k=2,
     )
     assert [d.index for d in result] == [1, 0]
-    assert result[0].score > 0.99
+    # The figures printed in the README's example (calibrated with the packaged calibration).
+    assert [round(d.score, 3) for d in result] == [0.93, 0.018]

@@ -121,3 +121,21 @@ def test_cli_export(result, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["feedback", "export", str(tmp_path / "absent.jsonl")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_text_export_loads_as_trainer_interactions(result, tmp_path: Path) -> None:
+    data = pytest.importorskip("crossrank.training.data")
+    log = FeedbackLog(tmp_path / "feedback.jsonl", store_text=True)
+    impression = log.record_shown(QUERY, result)
+    log.record_used(impression, "doc-paris", kind="citation")
+    exported = tmp_path / "interactions.jsonl"
+    assert main(["feedback", "export", str(log.path), "-o", str(exported), "--documents", "text"]) == 0
+    loaded = data.load_data(data.DataSpec(format="interactions", path=str(exported)))
+    assert list(loaded.queries.values()) == [QUERY]
+    (qid,) = loaded.queries
+    grades = {loaded.corpus[doc]: grade for doc, grade in loaded.qrels[qid].items()}
+    assert grades == {
+        "paris is the capital of france": 1.0,
+        "the cat and the dog": 0.0,
+        "berlin is a city in germany": 0.0,
+    }

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tiny_models import build_tiny_bert, export_onnx, quantize_dynamic
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from crossrank.errors import ConfigurationError, ModelIntegrityError  # noqa: E402
-from crossrank.training.onnx_import import compare_with_onnx, import_onnx, kendall_tau  # noqa: E402
+from crossrank.training.onnx_import import compare_with_onnx, import_onnx, kendall_tau
+
+from crossrank.errors import ConfigurationError, ModelIntegrityError
 
 PAIRS = [
     ("what is the capital of france", ["paris is the capital of france", "berlin is in germany", "the river is long"]),
@@ -84,7 +84,8 @@ def test_rebuilt_model_matches_the_int8_graph_on_pairs(int8_folder: Path, tmp_pa
     # The rebuilt float model loads through the Reranker (crossrank.json written by the import).
     from crossrank import Reranker
 
-    scores = Reranker(str(tmp_path / "rebuilt"), backend="torch").score([PAIRS[0][0:1] + (PAIRS[0][1][0],)], raw=True)
+    query, documents = PAIRS[0]
+    scores = Reranker(str(tmp_path / "rebuilt"), backend="torch").score([(query, documents[0])], raw=True)
     assert np.isfinite(scores).all()
 
 

@@ -18,8 +18,6 @@ from hypothesis import strategies as st
 from crossrank import CrossRankError, Document, InvalidInputError, InvalidInputTypeError, Reranker
 from crossrank.documents import clean_text
 
-pytestmark = pytest.mark.slow
-
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )

@@ -16,15 +16,16 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("bm25s")
 
-from crossrank.errors import ConfigurationError, InvalidInputError  # noqa: E402
-from crossrank.training.config import LOSSES, NegativesConfig, TrainConfig, load_config  # noqa: E402
-from crossrank.training.data import DataSpec, load_data  # noqa: E402
-from crossrank.training.losses import compute_loss  # noqa: E402
-from crossrank.training.negatives import NegativeMiner  # noqa: E402
-from crossrank.training.trainer import split_queries, train  # noqa: E402
+from crossrank.training.config import LOSSES, NegativesConfig, TrainConfig, load_config
+from crossrank.training.data import DataSpec, load_data
+from crossrank.training.losses import compute_loss
+from crossrank.training.negatives import NegativeMiner
+from crossrank.training.trainer import split_queries, train
 
-TOPICS = "paris france berlin germany river museum cat dog sun moon water fire earth protein cell gene".split()
-FILLER = "the a of is in for on with".split()
+from crossrank.errors import ConfigurationError, InvalidInputError
+
+TOPICS = ["paris", "france", "berlin", "germany", "river", "museum", "cat", "dog", "sun", "moon", "water", "fire", "earth", "protein", "cell", "gene"]
+FILLER = ["the", "a", "of", "is", "in", "for", "on", "with"]
 
 
 def synthetic_rows(seed: int = 0) -> list[dict[str, Any]]:
@@ -198,14 +199,14 @@ def test_negative_strategies(synthetic: dict[str, Path], strategy: str) -> None:
         expected = 4 if strategy == "mixed" else 3
         assert len(negatives) == expected
     if strategy == "iterative":
-        pools = miner._pools
+        # Hard negatives are the pool's top documents under the scorer, in score order.
         for group in groups:
-            if group["labels"][0] == 1.0:
-                continue  # the weak positive takes the strong one's lower-graded sibling first... none here
-            hard = [d for d in group["docs"][1:] if d not in data.qrels[group["qid"]]]
-            pool = [d for d in pools[group["qid"]] if d not in data.qrels[group["qid"]]][:6]
-            best = sorted(pool, key=lambda d: (-len(data.corpus[d]), d))[: len(hard)]
-            assert hard == best
+            hard = [d for d, source in zip(group["docs"], group["sources"]) if source == "hard"]
+            judged = data.qrels[group["qid"]]
+            pool = [d for d in miner.pools[group["qid"]] if d not in judged][:6]
+            assert hard == sorted(pool, key=lambda d: (-len(data.corpus[d]), d))[: len(hard)] and hard
+    if strategy == "mixed":
+        assert all(g["sources"].count("random") == 2 for g in groups)
     if strategy == "random":
         assert groups != NegativeMiner(data, config).groups(qids, seed=2)
 
@@ -309,7 +310,7 @@ def test_training_runs_for_every_format_strategy_and_loss(
     before = result.metrics["dev_ndcg_before"]
     assert result.metrics["dev_ndcg_after"] >= before  # the best checkpoint (or the start) is kept
     history = json.loads((result.run_dir / "history.json").read_text())
-    assert [h["step"] for h in history if "dev_ndcg@10" in h][0] == 0
+    assert next(h["step"] for h in history if "dev_ndcg@10" in h) == 0
     splits = json.loads((result.run_dir / "splits.json").read_text())
     assert not set(splits["train"]) & set(splits["dev"])
     if teacher:
@@ -362,10 +363,15 @@ def test_finished_model_is_calibrated_quantized_gated_and_loads(finished_run: An
 
 @pytest.mark.slow
 def test_regression_gate_fails_loudly_for_a_degraded_int8_model(finished_run: Any, tmp_path: Path, synthetic: dict[str, Path]) -> None:
-    from safetensors.torch import load_file, save_file
-
-    from crossrank.training.export import RegressionGateError, _onnx_folder, export_onnx, quantize_int8, regression_gate
+    from crossrank.training.export import (
+        RegressionGateError,
+        _onnx_folder,
+        export_onnx,
+        quantize_int8,
+        regression_gate,
+    )
     from crossrank.training.trainer import _dev_candidates  # noqa: F401  (candidates come from the run)
+    from safetensors.torch import load_file, save_file
 
     run_dir = finished_run.run_dir
     data = load_data(DataSpec(format="pairs", path=str(synthetic["pairs"])))
@@ -392,10 +398,9 @@ def test_gate_failure_fails_the_run(
 ) -> None:
     # A defective quantizer (it writes the int8 graph of a sign-flipped model): the run must stop
     # with the gate error and must not publish a model folder.
-    from safetensors.torch import load_file, save_file
-
-    import crossrank.training.export as export
+    from crossrank.training import export
     from crossrank.training.export import RegressionGateError
+    from safetensors.torch import load_file, save_file
 
     real_quantize = export.quantize_int8
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TrainConfig", "NegativesConfig", "CurriculumConfig", "DataSpec", "load_config", "train", "import_onnx", "distill"]
+__all__ = ["CurriculumConfig", "DataSpec", "NegativesConfig", "TrainConfig", "distill", "import_onnx", "load_config", "train"]
 
 _LAZY = {
     "TrainConfig": "crossrank.training.config",

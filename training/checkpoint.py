@@ -16,7 +16,7 @@ from typing import Any
 
 from crossrank.models.files import atomic_write_text
 
-__all__ = ["save_checkpoint", "load_latest_checkpoint", "restore_optimizer"]
+__all__ = ["load_latest_checkpoint", "restore_optimizer", "save_checkpoint"]
 
 
 def _fsync_dir(path: Path) -> None:

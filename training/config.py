@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crossrank.errors import ConfigurationError, missing_dependency
 from crossrank.training.data import DataSpec
 
-__all__ = ["TrainConfig", "NegativesConfig", "CurriculumConfig", "LOSSES", "NEGATIVE_STRATEGIES", "load_config"]
+from crossrank.errors import ConfigurationError, missing_dependency
+
+__all__ = ["LOSSES", "NEGATIVE_STRATEGIES", "CurriculumConfig", "NegativesConfig", "TrainConfig", "load_config"]
 
 LOSSES = ("bce", "ranknet", "listnet", "listmle", "plistmle", "lambdaloss", "margin_mse", "mse")
 TEACHER_LOSSES = ("margin_mse", "mse")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 from crossrank.errors import ConfigurationError, InvalidInputError
 
-__all__ = ["DataSpec", "DataReport", "RankingData", "load_data", "DATA_FORMATS", "text_id"]
+__all__ = ["DATA_FORMATS", "DataReport", "DataSpec", "RankingData", "load_data", "text_id"]
 
 DATA_FORMATS = ("beir", "pairs", "graded", "interactions")
 ON_ERROR = ("raise", "skip")
@@ -203,12 +204,15 @@ def _load_pairs(spec: DataSpec, file: Path) -> RankingData:
         if query is None or positive is None:
             out.bad(file, number, "expected non-empty 'query' and 'positive' strings")
             continue
-        if "negatives" in row and not isinstance(row["negatives"], str):
-            negatives = row["negatives"]
-        else:
+        raw = row.get("negatives")
+        negatives: Any
+        if raw is None:
+            # CSV: one column per negative (negative_1, negative_2, ...); empty cells are absent negatives.
             negatives = [v for k, v in row.items() if k.startswith("negative") and isinstance(v, str) and v.strip()]
-            if isinstance(row.get("negatives"), str):
-                negatives = _json_list(row["negatives"]) if row["negatives"].strip().startswith("[") else [row["negatives"]]
+        elif isinstance(raw, str):
+            negatives = _json_list(raw) if raw.strip().startswith("[") else ([raw] if raw.strip() else [])
+        else:
+            negatives = raw
         if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
             out.bad(file, number, "'negatives' must be a list of non-empty strings")
             continue
@@ -232,7 +236,7 @@ def _load_graded(spec: DataSpec, file: Path) -> RankingData:
             grade = float(label) if not isinstance(label, bool) and label is not None and str(label).strip() else None
         except ValueError:
             grade = None
-        if query is None or document is None or grade is None or grade != grade or grade < 0:
+        if query is None or document is None or grade is None or not math.isfinite(grade) or grade < 0:
             out.bad(file, number, f"expected 'query', 'document' and a numeric 'label' >= 0; received label {label!r}")
             continue
         out.judge(out.query(query), out.document(document), grade)

@@ -27,7 +27,7 @@ from typing import Any
 
 from crossrank.errors import ConfigurationError, ModelNotFoundError
 
-__all__ = ["build_student", "distill", "STUDENT_KINDS"]
+__all__ = ["STUDENT_KINDS", "build_student", "distill"]
 
 STUDENT_KINDS = ("even-layers", "minilm")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")

@@ -22,7 +22,7 @@ import numpy as np
 from crossrank.errors import CrossRankError
 from crossrank.models.files import atomic_write_text, sha256_file
 
-__all__ = ["RegressionGateError", "GateResult", "export_onnx", "quantize_int8", "regression_gate", "finish_run", "fit_dev_calibration"]
+__all__ = ["GateResult", "RegressionGateError", "export_onnx", "finish_run", "fit_dev_calibration", "quantize_int8", "regression_gate"]
 
 logger = logging.getLogger("crossrank.training")
 
@@ -88,8 +88,9 @@ def _onnx_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantization: s
 
 
 def _ndcg_with_reranker(model_dir: Path, dev_data: Any, candidates: Mapping[str, list[str]], max_length: int) -> float:
-    from crossrank import Reranker
     from crossrank.training.trainer import evaluate_dev
+
+    from crossrank import Reranker
 
     reranker = Reranker(str(model_dir), backend="onnx", max_length=max_length, allow_download=False)
     try:
@@ -168,6 +169,11 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
         "",
         "A cross-encoder reranker fine-tuned with `crossrank train`.",
         "",
+        *(
+            ["**No training step improved dev nDCG@10: these are the start weights, re-exported.**", ""]
+            if metrics.get("best_step") == 0
+            else []
+        ),
         "| | |",
         "|---|---|",
         f"| base model | `{config.base_model}` ({base_config.name}@{base_config.revision}) |",
@@ -186,7 +192,7 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
     if metrics.get("calibration"):
         lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on dev |")
     lines += [
-        f"| training time | {metrics['train_seconds']:.0f} s |",
+        f"| time for data, mining, training and dev evaluations | {metrics['train_seconds']:.0f} s |",
         "",
         "Dev figures are measured on the held-out dev queries of the training data, not on a test set.",
         "",
@@ -201,9 +207,10 @@ def finish_run(
     history: list[dict[str, Any]], state: Mapping[str, Any], train_seconds: float,
 ) -> Any:
     """Turn the best checkpoint into the finished, calibrated, quantized and gated model folder."""
+    from crossrank.training.trainer import TrainResult, _Model, evaluate_dev
+
     from crossrank.calibration import save_calibration
     from crossrank.models.config import ModelConfig
-    from crossrank.training.trainer import TrainResult, _Model, evaluate_dev
 
     best = run_dir / "best"
     model_dir = run_dir / "model"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ndcg_at_k", "mean_ndcg"]
+__all__ = ["mean_ndcg", "ndcg_at_k"]
 
 
 def ndcg_at_k(ranked: Sequence[str], judgments: Mapping[str, float], k: int = 10) -> float:

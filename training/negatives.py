@@ -84,6 +84,11 @@ class NegativeMiner:
             self._pools[qid] = merged
         return self._pools
 
+    @property
+    def pools(self) -> dict[str, list[str]]:
+        """Candidate pools retrieved so far, by query id."""
+        return dict(self._pools)
+
     def set_pools(self, pools: Mapping[str, list[str]]) -> None:
         self._pools.update({q: list(v) for q, v in pools.items()})
 

@@ -30,9 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
+from crossrank.errors import (
+    ConfigurationError,
+    CrossRankError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+)
 
-__all__ = ["import_onnx", "ImportReport", "compare_with_onnx", "ComparisonReport", "dequantized_weights"]
+__all__ = ["ComparisonReport", "ImportReport", "compare_with_onnx", "dequantized_weights", "import_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -439,7 +444,7 @@ def _write_model_config(folder: Path, target: Path, onnx_file: Path) -> None:
     try:
         source_config = ModelConfig.load(folder)
         name, license_id, revision = source_config.name, source_config.license, source_config.revision
-    except Exception:  # a bare ONNX file without a loadable folder config
+    except (CrossRankError, OSError):  # a bare ONNX file without a loadable folder config
         name, license_id, revision = target.name, None, "unversioned"
     ModelConfig(
         name=name,
@@ -489,6 +494,7 @@ def compare_with_onnx(
     groups: Sequence[tuple[str, Sequence[str]]],
     *,
     max_length: int = 256,
+    num_threads: int | None = None,
 ) -> ComparisonReport:
     """Score ``(query, documents)`` groups with both models and compare logits and rankings.
 
@@ -501,6 +507,7 @@ def compare_with_onnx(
         onnx_file: The ONNX graph to compare with.
         groups: Queries with their candidate documents.
         max_length: Tokens per pair.
+        num_threads: CPU threads for both runtimes (default: their own choice).
     """
     import onnxruntime as ort
     import torch
@@ -513,8 +520,12 @@ def compare_with_onnx(
     encoder = PairEncoder.from_file(folder / "tokenizer.json", max_length=max_length)
     model = BertForSequenceClassification.from_pretrained(str(folder), attn_implementation="eager").eval()
     # The per-token rewrite needs these fusions off; they change nothing for other graphs.
+    options = ort.SessionOptions()
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+        torch.set_num_threads(num_threads)
     session = ort.InferenceSession(
-        str(onnx_file), providers=["CPUExecutionProvider"], disabled_optimizers=list(PER_TOKEN_DISABLED_OPTIMIZERS)
+        str(onnx_file), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(PER_TOKEN_DISABLED_OPTIMIZERS)
     )
     names = {i.name for i in session.get_inputs()}
     float_scores: list[np.ndarray] = []

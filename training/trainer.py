@@ -28,9 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from crossrank.errors import ConfigurationError, InvalidInputError, missing_dependency
-from crossrank.models.files import atomic_write_text
 from crossrank.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
 from crossrank.training.config import TEACHER_LOSSES, TrainConfig
 from crossrank.training.data import RankingData, load_data
@@ -38,7 +35,10 @@ from crossrank.training.losses import compute_loss
 from crossrank.training.metrics import mean_ndcg
 from crossrank.training.negatives import Group, NegativeMiner
 
-__all__ = ["train", "TrainResult", "split_queries", "StepInfo"]
+from crossrank.errors import ConfigurationError, InvalidInputError, missing_dependency
+from crossrank.models.files import atomic_write_text
+
+__all__ = ["StepInfo", "TrainResult", "split_queries", "train"]
 
 logger = logging.getLogger("crossrank.training")
 
@@ -389,7 +389,7 @@ def _epoch_groups(
     if not groups:
         raise InvalidInputError("no training groups: the training queries have no usable positives or candidates")
     if miner.needs_pool() and not pools_file.is_file():
-        _write_json(pools_file, miner._pools)
+        _write_json(pools_file, miner.pools)
     _write_json(path, groups)
     return groups
 

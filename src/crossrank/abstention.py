@@ -22,7 +22,7 @@ import numpy as np
 
 from crossrank.errors import ConfigurationError, InvalidInputError
 
-__all__ = ["should_abstain", "ABSTENTION_KINDS", "QUERY_FEATURES", "query_features", "answer_probability", "fit_logistic_rule"]
+__all__ = ["ABSTENTION_KINDS", "QUERY_FEATURES", "answer_probability", "fit_logistic_rule", "query_features", "should_abstain"]
 
 ABSTENTION_KINDS = ("max-score", "logistic")
 QUERY_FEATURES = ("top_logit", "gap_logit", "spread_logit", "top_probability")

@@ -21,22 +21,22 @@ import numpy as np
 from crossrank.errors import ConfigurationError, InvalidInputError, ModelIntegrityError
 
 __all__ = [
-    "Calibrator",
-    "SigmoidCalibrator",
-    "PlattCalibrator",
-    "TemperatureCalibrator",
-    "IsotonicCalibrator",
-    "Calibration",
-    "fit_calibrator",
-    "fit_platt",
-    "fit_temperature",
-    "fit_isotonic",
-    "FITTABLE_KINDS",
     "CALIBRATION_FILENAME",
     "CALIBRATION_FORMAT_VERSION",
+    "FITTABLE_KINDS",
+    "Calibration",
+    "Calibrator",
+    "IsotonicCalibrator",
+    "PlattCalibrator",
+    "SigmoidCalibrator",
+    "TemperatureCalibrator",
+    "fit_calibrator",
+    "fit_isotonic",
+    "fit_platt",
+    "fit_temperature",
     "load_calibration",
-    "save_calibration",
     "packaged_calibration",
+    "save_calibration",
 ]
 
 CALIBRATION_FILENAME = "calibration.json"

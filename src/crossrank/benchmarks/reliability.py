@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import statistics
@@ -107,6 +108,7 @@ class MemoryPoint:
 
     documents: int
     tokens_per_document: int
+    token_budget: int
     pairs_scored: int
     batches: int
     largest_batch_tokens: int
@@ -126,8 +128,8 @@ def measure_memory_point(
     tokens: int = 512,
     model: str = DEFAULT_MODEL,
     backend: str = "auto",
-    token_budget: int = 16384,
-    batch_size: int = 32,
+    token_budget: int | None = None,
+    batch_size: int | None = None,
 ) -> MemoryPoint:
     """Score ``documents`` synthetic documents in this process and report its memory.
 
@@ -136,7 +138,9 @@ def measure_memory_point(
     """
     from crossrank import Reranker
 
-    reranker = Reranker(model, backend=backend, token_budget=token_budget, batch_size=batch_size).warm_up()
+    # None keeps the library's default; no score cache, so every document reaches the model.
+    sizes = {k: v for k, v in (("token_budget", token_budget), ("batch_size", batch_size)) if v is not None}
+    reranker = Reranker(model, backend=backend, cache=None, **sizes).warm_up()
     texts = synthetic_documents(documents, tokens=tokens)
     query = "which treatment increased protein expression in human cells"
     reranker.rerank(query, texts[:2])  # first call allocates the runtime's buffers
@@ -152,6 +156,7 @@ def measure_memory_point(
     return MemoryPoint(
         documents=documents,
         tokens_per_document=tokens,
+        token_budget=reranker.token_budget,
         pairs_scored=stats.pairs_scored,
         batches=len(stats.batches),
         largest_batch_tokens=max((b.rows * b.length for b in stats.batches), default=0),
@@ -168,8 +173,8 @@ def run_memory_benchmark(
     tokens: int = 512,
     model: str = DEFAULT_MODEL,
     backend: str = "auto",
-    token_budget: int = 16384,
-    batch_size: int = 32,
+    token_budget: int | None = None,
+    batch_size: int | None = None,
 ) -> list[MemoryPoint]:
     """Measure each count in its own subprocess so no point inherits another's peak."""
     points = []
@@ -177,8 +182,11 @@ def run_memory_benchmark(
         command = [
             sys.executable, "-m", "crossrank.benchmarks.reliability", "memory-point",
             "--documents", str(count), "--tokens", str(tokens), "--model", model, "--backend", backend,
-            "--token-budget", str(token_budget), "--batch-size", str(batch_size),
         ]
+        if token_budget is not None:
+            command += ["--token-budget", str(token_budget)]
+        if batch_size is not None:
+            command += ["--batch-size", str(batch_size)]
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
             raise CrossRankError(
@@ -190,11 +198,12 @@ def run_memory_benchmark(
     return points
 
 
-def memory_markdown(points: Sequence[MemoryPoint], *, model: str, token_budget: int) -> str:
+def memory_markdown(points: Sequence[MemoryPoint], *, model: str, note: str | None = None) -> str:
+    budgets = sorted({p.token_budget for p in points})
     lines = [
         "## Bounded memory: peak RSS against the number of documents",
         "",
-        f"Model `{model}`, `token_budget={token_budget}`, one `rerank` call per row, each row in a fresh "
+        f"Model `{model}`, `token_budget={', '.join(map(str, budgets))}`, one `rerank` call per row, each row in a fresh "
         "process. *Before* is the resident memory after loading the model and building the input list; "
         "*peak* is the highest resident memory while scoring"
         + (" (the kernel's peak mark was reset just before the call)." if all(p.peak_is_scoring_only for p in points)
@@ -203,6 +212,8 @@ def memory_markdown(points: Sequence[MemoryPoint], *, model: str, token_budget: 
         "| documents | tokens/doc | pairs | batches | largest batch (tokens) | RSS before (MiB) | peak RSS (MiB) | growth (MiB) | seconds |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if note:
+        lines[2:2] = [note, ""]
     for p in points:
         lines.append(
             f"| {p.documents} | ~{p.tokens_per_document} | {p.pairs_scored} | {p.batches} | {p.largest_batch_tokens} | "
@@ -216,7 +227,8 @@ def memory_markdown(points: Sequence[MemoryPoint], *, model: str, token_budget: 
             f"From {first.documents} to {last.documents} documents ({ratio:.0f}x), scoring growth went from "
             f"{first.growth_mib:.1f} MiB to {last.growth_mib:.1f} MiB and peak RSS from {first.peak_rss_mib:.1f} MiB "
             f"to {last.peak_rss_mib:.1f} MiB. Documents are tokenized and scored in slices, and every model call "
-            f"stays within the token budget (largest batch: {max(p.largest_batch_tokens for p in points)} tokens).",
+            f"stays within the token budget (largest batch: {max(p.largest_batch_tokens for p in points)} tokens). "
+            "Differences in *RSS before* are the input list itself, which the caller holds.",
         ]
     return "\n".join(lines)
 
@@ -236,6 +248,7 @@ class AsyncReport:
     p99_stall_ms: float
     median_stall_ms: float
     results_match_sequential: bool
+    load_average: float | None = None
 
     @property
     def stall_fraction_of_call(self) -> float:
@@ -278,7 +291,8 @@ def run_async_benchmark(
     """Run ``coroutines`` concurrent ``arerank`` calls with a ticker measuring loop stalls."""
     from crossrank import Reranker
 
-    reranker = Reranker(model, backend=backend).warm_up()
+    # No score cache: the concurrent calls repeat the sequential ones and must not be served from it.
+    reranker = Reranker(model, backend=backend, cache=None).warm_up()
     texts = synthetic_documents(coroutines * documents_per_call, tokens=tokens, seed=1)
     requests = [
         (f"question {i} about protein expression in cells", texts[i * documents_per_call : (i + 1) * documents_per_call])
@@ -308,6 +322,7 @@ def run_async_benchmark(
         p99_stall_ms=round(stalls_ms[min(len(stalls_ms) - 1, int(len(stalls_ms) * 0.99))], 2),
         median_stall_ms=round(statistics.median(stalls_ms), 2),
         results_match_sequential=same,
+        load_average=round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
     )
 
 
@@ -327,6 +342,13 @@ def async_markdown(report: AsyncReport, *, model: str) -> str:
             f"| {report.coroutines} | {report.one_call_ms:.1f} | {report.total_seconds:.2f} | {report.ticks} | "
             f"{report.median_stall_ms:.2f} | {report.p99_stall_ms:.2f} | {report.max_stall_ms:.2f} | "
             f"{report.stall_fraction_of_call:.1%} | {'yes' if report.results_match_sequential else 'NO'} |",
+            *(
+                ["", f"System load average (1 min) at the end of the run: {report.load_average:.1f}, on "
+                 f"{os.cpu_count()} logical CPUs; other processes competing for the CPU lengthen both the model "
+                 "call and the stalls."]
+                if report.load_average is not None
+                else []
+            ),
         ]
     )
 
@@ -352,6 +374,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print the figures only; leave BENCHMARKS.md alone")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--note", default=None, help="a sentence added to the section (e.g. what the model is)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -363,8 +386,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     memory.add_argument("--counts", type=_counts, default=[1000, 5000, 10000], help="comma-separated (default 1000,5000,10000)")
     memory.add_argument("--tokens", type=int, default=512, help="tokens per document (default 512)")
-    memory.add_argument("--token-budget", type=int, default=16384)
-    memory.add_argument("--batch-size", type=int, default=32)
+    memory.add_argument("--token-budget", type=int, default=None, help="default: the Reranker's default")
+    memory.add_argument("--batch-size", type=int, default=None, help="default: the Reranker's default")
     memory.add_argument(
         "--quick", action="store_true", help="reduced run for CI: counts 20,60 of 64-token documents, not written"
     )
@@ -396,7 +419,7 @@ def _run_memory(args: argparse.Namespace) -> int:
         counts, tokens=tokens, model=args.model, backend=args.backend,
         token_budget=args.token_budget, batch_size=args.batch_size,
     )
-    body = memory_markdown(points, model=args.model, token_budget=args.token_budget)
+    body = memory_markdown(points, model=args.model, note=args.note)
     if args.json:
         sys.stdout.write(json.dumps([{**asdict(p), "growth_mib": round(p.growth_mib, 1)} for p in points]) + "\n")
     else:
@@ -419,6 +442,8 @@ def _run_async(args: argparse.Namespace) -> int:
         model=args.model, backend=args.backend, tick_interval_ms=args.tick_ms,
     )
     body = async_markdown(report, model=args.model)
+    if args.note:
+        body += "\n\n" + args.note
     if args.json:
         payload = {**asdict(report), "stall_fraction_of_call": round(report.stall_fraction_of_call, 4)}
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -438,8 +463,8 @@ def _point_main(argv: Sequence[str] | None = None) -> int:
     point.add_argument("--tokens", type=int, default=512)
     point.add_argument("--model", default=DEFAULT_MODEL)
     point.add_argument("--backend", default="auto")
-    point.add_argument("--token-budget", type=int, default=16384)
-    point.add_argument("--batch-size", type=int, default=32)
+    point.add_argument("--token-budget", type=int, default=None)
+    point.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args(argv)
     measured = measure_memory_point(
         args.documents, tokens=args.tokens, model=args.model, backend=args.backend,

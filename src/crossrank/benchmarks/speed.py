@@ -235,7 +235,27 @@ def run_speed_benchmark(
 
     model_dir = pull_model(DEFAULT_MODEL).path
     workload = load_workload(data_dir, queries=queries, depth=depth)
-    workdir = Path(tempfile.mkdtemp(prefix="crossrank-bench-"))
+    with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as tmp:
+        results, extra = _measure(
+            Path(tmp), model_dir, workload, configurations, depth=depth, max_length=max_length,
+            repeats=repeats, latency_runs=latency_runs, cold_start=cold_start, log=log,
+        )
+    return results, extra, workload
+
+
+def _measure(
+    workdir: Path,
+    model_dir: Path,
+    workload: Workload,
+    configurations: Sequence[str],
+    *,
+    depth: int,
+    max_length: int,
+    repeats: int,
+    latency_runs: int,
+    cold_start: bool,
+    log: Callable[[str], None],
+) -> tuple[list[ConfigResult], dict[str, float]]:
     log(f"{len(workload.queries)} queries x {depth} candidates = {workload.pairs} pairs, max_length {max_length}")
     scorers = {name: build_scorer(name, model_dir=model_dir, max_length=max_length, workdir=workdir) for name in configurations}
     results = {name: ConfigResult(name) for name in configurations}
@@ -269,7 +289,7 @@ def run_speed_benchmark(
             results[name].cold_start_s, results[name].peak_rss_mb = _cold_start(name, model_dir, max_length, workdir)
             log(f"cold start {name}: {results[name].cold_start_s:.2f} s, {results[name].peak_rss_mb:.0f} MB")
         extra["import_crossrank_s"] = _import_time()
-    return list(results.values()), extra, workload
+    return list(results.values()), extra
 
 
 def format_report(results: list[ConfigResult], extra: dict[str, float], workload: Workload, *, max_length: int, repeats: int, reference: str = "sentence-transformers") -> str:

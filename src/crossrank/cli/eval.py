@@ -17,6 +17,8 @@ def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("--candidates", choices=("bm25", "dense", "rrf", "fixed"), default="bm25",
                         help="first stage: bm25, dense (all-MiniLM-L6-v2), rrf (both fused) or the dataset's fixed lists")
     parser.add_argument("--depth", type=int, default=100, help="candidates per query (default 100)")
+    parser.add_argument("--rerank-depth", type=int, default=None,
+                        help="rerank only the first N candidates; the rest keep first-stage order (default: all)")
     parser.add_argument("--rrf-k0", type=int, default=60, help="RRF constant k0 (default 60)")
     parser.add_argument("--sample", type=int, default=None, help="use a seeded random sample of this many queries")
     parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
@@ -42,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="report JSON path (Markdown and PNGs are written beside it)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--benchmark-section", default=None, help="also write the summary to this section of BENCHMARKS.md")
+    parser.add_argument("--note", default=None, help="a paragraph appended to the summary (e.g. why a target is missed)")
     parser.add_argument("--benchmarks-file", type=Path, default=Path("BENCHMARKS.md"), help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
     reranker = reranker_from_args(args, calibration=args.calibration)
     setup = EvalSetup(split=args.split, candidates=args.candidates, depth=args.depth, rrf_k0=args.rrf_k0,
-                      sample=args.sample, seed=args.seed)
+                      sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth)
     scored = prepare(args.dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                      progress=sys.stderr.isatty())
     threshold = args.threshold
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         threshold = None
     report = evaluate_scores(scored, reranker.calibration, metrics=metrics, threshold=threshold,
                              max_false_evidence=args.max_false_evidence)
+    if args.note:
+        report["note"] = args.note.strip()
     files = write_report(report, args.out, plots=not args.no_plots)
     summary = markdown_summary({**report, "files": {}})
     sys.stdout.write(summary)

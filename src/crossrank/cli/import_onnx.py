@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--queries", type=int, default=20, help="queries to compare on (default: 20)")
     parser.add_argument("--candidates", type=int, default=10, help="BM25 candidates per query (default: 10)")
     parser.add_argument("--max-length", type=int, default=256, help="tokens per pair in the comparison (default: 256)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the comparison (default: the runtimes' choice)")
     parser.add_argument("--benchmark", action="store_true", help="write the comparison to BENCHMARKS.md (section import-onnx)")
     parser.set_defaults(handler=run)
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     results = []
     for label, graph in graphs:
-        comparison = compare_with_onnx(args.target, graph, groups, max_length=args.max_length)
+        comparison = compare_with_onnx(args.target, graph, groups, max_length=args.max_length, num_threads=args.threads)
         results.append({"graph": str(graph), **comparison.to_dict()})
         rows.append(
             f"| {label} | {comparison.pairs} | {comparison.max_abs_logit_diff:.4f} | {comparison.mean_abs_logit_diff:.4f} "
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             f"`crossrank import-onnx` rebuilt `{report.source}` as a float PyTorch checkpoint "
             f"({report.parameters} tensors, {len(report.dequantized)} de-quantized). Both models scored "
             f"{len(groups)} {Path(args.compare).name} `{args.split}` queries x BM25 top-{args.candidates} "
-            f"(max_length {args.max_length}, one pair per ONNX call). The import is **lossy**: the float model "
+            f"(max_length {args.max_length}, one pair per ONNX call, CPU threads: {args.threads or 'runtime default'}). The import is **lossy**: the float model "
             "computes without activation quantization, so its logits differ from the graph's.\n\n"
             "| compared with | pairs | max abs logit diff | mean abs logit diff | mean Kendall tau per query | top-1 agreement |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(rows)

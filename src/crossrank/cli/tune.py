@@ -3,8 +3,8 @@
 Every trial works on cached scores: a setting whose pairs are not cached is scored once (or
 skipped with ``--cached-only``). Within a trial the calibrator is fitted on part of the queries,
 and the abstention rule's cut is chosen analytically under the false-evidence constraint; Optuna
-searches the discrete choices (candidate depth, max_length, long-document handling, calibrator
-kind, abstention rule) for the best held-out objective.
+searches the discrete choices (candidate depth, max_length, long-document handling, abstention
+rule) for the best held-out objective; the calibrator kind is chosen by held-out ECE.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--long-documents-options", type=_name_list, default=None,
                         help="long-document modes to search, e.g. truncate,window (default: --long-documents)")
     parser.add_argument("--calibrators", type=_name_list, default=["platt", "isotonic"],
-                        help="calibrator kinds to compare (default platt,isotonic; temperature also available)")
+                        help="calibrator kinds to compare by held-out ECE (default platt,isotonic; temperature also available)")
     parser.add_argument("--abstention-rules", type=_name_list, default=["max-score", "logistic"],
                         help="abstention rules to compare (default max-score,logistic)")
     parser.add_argument("--objective", default="hit_rate", help="hit_rate (default) or a ranking metric such as ndcg@10")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.calibration import save_calibration
     from crossrank.errors import InvalidInputError, missing_dependency
     from crossrank.evaluation.datasets import load_dataset
-    from crossrank.evaluation.runner import EvalSetup, fit_calibration, prepare
+    from crossrank.evaluation.runner import EvalSetup, fit_calibration, prefer_simpler_rule, prepare
 
     if not 0.0 <= args.max_false_evidence <= 1.0:
         raise InvalidInputError(f"--max-false-evidence must be in [0, 1]; received {args.max_false_evidence}")
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             reranker = reranker_from_args(args)
             for depth in depths:
                 setup = EvalSetup(split=args.split, candidates=args.candidates, depth=depth, rrf_k0=args.rrf_k0,
-                                  sample=args.sample, seed=args.seed, include_judged=args.include_judged)
+                                  sample=args.sample, seed=args.seed, include_judged=args.include_judged,
+                                  rerank_depth=args.rerank_depth)
                 scored = prepare(dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                                  progress=sys.stderr.isatty())
                 if scored.complete:
@@ -107,17 +108,18 @@ def run(args: argparse.Namespace) -> int:
 
     def objective(trial: optuna.Trial) -> float:
         index = trial.suggest_categorical("setting", list(range(len(keys))))
-        kind = trial.suggest_categorical("calibrator", list(args.calibrators))
         rule = trial.suggest_categorical("abstention", list(args.abstention_rules))
-        key = (index, kind, rule)
+        key = (index, rule)
         if key not in results:
+            # The calibrator kind is chosen inside the fit, by held-out ECE.
             calibration, fit_report = fit_calibration(
-                prepared[keys[index]], kinds=(kind,), abstention_rules=(rule,), holdout=args.holdout, seed=args.seed,
-                max_false_evidence=args.max_false_evidence, objective=args.objective,
+                prepared[keys[index]], kinds=tuple(args.calibrators), abstention_rules=(rule,), holdout=args.holdout,
+                seed=args.seed, max_false_evidence=args.max_false_evidence, objective=args.objective,
             )
             held = (fit_report.get("abstention_comparison") or {}).get(rule)
             if held is None:
-                value = -fit_report["calibrator_comparison"][kind]["held_out_ece"]
+                chosen = fit_report["chosen_calibrator"]
+                value = -fit_report["calibrator_comparison"][chosen]["held_out_ece"]
             elif held["held_out_false_evidence_rate"] <= args.max_false_evidence:
                 value = held["held_out_hit_rate"]
             else:
@@ -127,8 +129,20 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
+    combinations = [(i, rule) for i in range(len(keys)) for rule in args.abstention_rules]
+    if len(combinations) <= args.trials:
+        # A small space is enumerated outright; Optuna's sampler takes over for larger ones.
+        for index, rule in combinations:
+            study.enqueue_trial({"setting": index, "abstention": rule})
     study.optimize(objective, n_trials=max(1, args.trials))
-    best_key = max(results, key=lambda k: (results[k][0], -k[0]))
+    # Ties go to the first setting; within a setting a richer rule must beat the simplest by a standard error.
+    best_index = max(results, key=lambda k: (results[k][0], -k[0]))[0]
+    held = {k[1]: results[k][2]["abstention_comparison"][k[1]] for k in results
+            if k[0] == best_index and k[1] in (results[k][2].get("abstention_comparison") or {})}
+    if held:
+        best_key = (best_index, prefer_simpler_rule(held, list(args.abstention_rules), args.max_false_evidence))
+    else:
+        best_key = max((k for k in results if k[0] == best_index), key=lambda k: results[k][0])
     value, calibration, fit_report = results[best_key]
     depth, length, mode = keys[best_key[0]]
     scored = prepared[keys[best_key[0]]]
@@ -147,23 +161,23 @@ def run(args: argparse.Namespace) -> int:
     }
     best = {
         "setting": {"depth": depth, "max_length": scored.settings["max_length"], "long_documents": mode},
-        "calibrator": best_key[1],
-        "abstention_rule": best_key[2],
+        "calibrator": calibration.calibrator.kind,
+        "abstention_rule": best_key[1],
         "held_out_value": value,
         "objective": args.objective,
         "max_false_evidence": args.max_false_evidence,
         "calibration": calibration.to_dict(),
         "trials": [
-            {"setting": dict(zip(("depth", "max_length", "long_documents"), keys[k[0]])), "calibrator": k[1],
-             "abstention_rule": k[2], "value": v[0]}
+            {"setting": dict(zip(("depth", "max_length", "long_documents"), keys[k[0]])),
+             "calibrator": v[1].calibrator.kind, "abstention_rule": k[1], "value": v[0]}
             for k, v in sorted(results.items(), key=lambda item: -item[1][0])
         ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(best, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
     sys.stdout.write(
-        f"best: depth {depth}, max_length {scored.settings['max_length']}, {mode}, calibrator {best_key[1]}, "
-        f"abstention {best_key[2]}; held-out {args.objective} {value:.4f} "
+        f"best: depth {depth}, max_length {scored.settings['max_length']}, {mode}, calibrator {calibration.calibrator.kind} (by held-out ECE), "
+        f"abstention {best_key[1]}; held-out {args.objective} {value:.4f} "
         f"(false-evidence constraint {args.max_false_evidence})\n"
         f"threshold {calibration.threshold}, abstention {json.dumps(calibration.abstention)}\nwrote {args.out}\n"
     )

@@ -39,7 +39,7 @@ def load_guide() -> list[Passage]:
     return passages
 
 
-def run_demo(reranker: object, *, top: int = 3, threshold: float | str = 0.5, write=print) -> None:  # type: ignore[no-untyped-def]
+def run_demo(reranker: object, *, top: int = 3, threshold: float | str = "calibrated", write=print) -> None:  # type: ignore[no-untyped-def]
     """Print BM25's ranking and crossrank's for each demo question, then an off-topic one."""
     try:
         import bm25s
@@ -58,7 +58,7 @@ def run_demo(reranker: object, *, top: int = 3, threshold: float | str = 0.5, wr
         for rank, (doc, score) in enumerate(zip(candidates[:top], bm25_scores[0][:top]), start=1):
             write(f"    {rank}. [{score:5.2f}] {_snippet(passages[doc])}")
         result = reranker.rerank(question, [corpus[i] for i in candidates], top_k=top, threshold=threshold)  # type: ignore[attr-defined]
-        write(f"  crossrank top {top} (threshold {result.threshold}):")
+        write(f"  crossrank top {top} (threshold {result.threshold:.3f}):")
         if result.abstained:
             write(f"    nothing here is relevant: all {len(candidates)} candidates scored below the threshold "
                   f"(best {max(reranker.score([(question, corpus[i]) for i in candidates])):.3f})")  # type: ignore[attr-defined]

@@ -14,7 +14,12 @@ Example:
 from __future__ import annotations
 
 from crossrank.evaluation.cache import ScoreCache, default_cache_dir, pair_key, scorer_settings
-from crossrank.evaluation.candidates import bm25_candidates, dense_candidates, get_candidates, reciprocal_rank_fusion
+from crossrank.evaluation.candidates import (
+    bm25_candidates,
+    dense_candidates,
+    get_candidates,
+    reciprocal_rank_fusion,
+)
 from crossrank.evaluation.datasets import BeirDataset, load_dataset
 from crossrank.evaluation.metrics import (
     expected_calibration_error,
@@ -24,7 +29,14 @@ from crossrank.evaluation.metrics import (
     ranking_metrics,
     reliability_bins,
 )
-from crossrank.evaluation.runner import EvalSetup, ScoredSplit, decide, evaluate_scores, fit_calibration, prepare
+from crossrank.evaluation.runner import (
+    EvalSetup,
+    ScoredSplit,
+    decide,
+    evaluate_scores,
+    fit_calibration,
+    prepare,
+)
 from crossrank.evaluation.significance import paired_bootstrap, randomization_test
 from crossrank.evaluation.thresholds import (
     ThresholdChoice,

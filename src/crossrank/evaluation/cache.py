@@ -18,7 +18,7 @@ from typing import Any
 
 from crossrank.errors import ConfigurationError
 
-__all__ = ["default_cache_dir", "ScoreCache", "pair_key", "scorer_settings", "settings_digest"]
+__all__ = ["ScoreCache", "default_cache_dir", "pair_key", "scorer_settings", "settings_digest"]
 
 CACHE_ENV = "CROSSRANK_EVAL_CACHE"
 

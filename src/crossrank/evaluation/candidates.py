@@ -16,13 +16,13 @@ from crossrank.evaluation.cache import settings_digest
 from crossrank.evaluation.datasets import BeirDataset
 
 __all__ = [
-    "Candidates",
     "CANDIDATE_SOURCES",
+    "Candidates",
     "bm25_candidates",
     "dense_candidates",
-    "reciprocal_rank_fusion",
-    "get_candidates",
     "dense_model_path",
+    "get_candidates",
+    "reciprocal_rank_fusion",
 ]
 
 Candidates = dict[str, list[str]]

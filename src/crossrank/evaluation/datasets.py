@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crossrank.errors import InvalidInputError
 
-__all__ = ["BeirDataset", "load_dataset", "Qrels", "document_text"]
+__all__ = ["BeirDataset", "Qrels", "document_text", "load_dataset"]
 
 Qrels = dict[str, dict[str, int]]
 """``{query_id: {doc_id: grade}}``; grade 0 means judged non-relevant."""

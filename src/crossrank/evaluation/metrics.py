@@ -24,13 +24,13 @@ from crossrank.errors import InvalidInputError, missing_dependency
 
 __all__ = [
     "RANKING_METRICS",
-    "ranking_metrics",
-    "per_query_metric",
+    "ReliabilityBins",
+    "expected_calibration_error",
     "false_evidence_rate",
     "hit_rate",
-    "expected_calibration_error",
+    "per_query_metric",
+    "ranking_metrics",
     "reliability_bins",
-    "ReliabilityBins",
 ]
 
 RANKING_METRICS = ("ndcg", "mrr", "map", "recall", "precision", "hit")

@@ -12,7 +12,7 @@ import numpy as np
 from crossrank.errors import missing_dependency
 from crossrank.evaluation.metrics import reliability_bins
 
-__all__ = ["write_report", "markdown_summary", "plot_reliability", "plot_threshold_curve"]
+__all__ = ["markdown_summary", "plot_reliability", "plot_threshold_curve", "write_report"]
 
 
 def _json_ready(value: Any) -> Any:
@@ -50,7 +50,7 @@ def plot_reliability(probabilities: np.ndarray, labels: np.ndarray, path: Path, 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     top.bar(centres[used], table.accuracy[used], width=1 / bins, alpha=0.6, edgecolor="black", label="positive rate")
-    top.plot(table.confidence[used], table.accuracy[used], marker="o", color="C3", label="mean probability")
+    top.plot(table.confidence[used], table.accuracy[used], marker="o", color="C3", label="positive rate at mean probability")
     top.set_ylabel("fraction relevant")
     top.set_ylim(0, 1)
     top.legend(loc="upper left", fontsize=8)
@@ -97,16 +97,21 @@ def _fmt(value: Any) -> str:
 def markdown_summary(report: dict[str, Any]) -> str:
     """A short Markdown account of a report (used for the ``.md`` file and ``BENCHMARKS.md``)."""
     setup, scorer = report["setup"], report["scorer"]
+    reranked = f" (top {setup['rerank_depth']} reranked, the rest in first-stage order)" if setup.get("rerank_depth") else ""
     lines = [
-        f"Dataset `{Path(report['dataset']).name}` split `{report['split']}`: {report['queries']} queries, "
-        f"candidates `{setup['candidates']}` depth {setup['depth']}; model `{scorer['model']}` "
-        f"(backend {scorer['backend']}, max_length {scorer['max_length']}, {scorer['long_documents']}).",
+        (
+            f"Dataset `{Path(report['dataset']).name}` split `{report['split']}`: {report['queries']} queries, "
+            f"candidates `{setup['candidates']}` depth {setup['depth']}{reranked}; model `{scorer['model']}` "
+            f"(backend {scorer['backend']}, max_length {scorer['max_length']}, {scorer['long_documents']})."
+        ),
         "",
     ]
     if not report.get("complete", True):
         lines += [
-            f"**Partial run**: {report['pairs_scored']} of {report['pairs_expected']} candidate pairs were scored; "
-            "unscored candidates are left out of the reranked lists.",
+            (
+                f"**Partial run**: {report['pairs_scored']} of {report['pairs_expected']} candidate pairs were scored; "
+                "unscored candidates keep their first-stage order below the scored ones."
+            ),
             "",
         ]
     metrics = report.get("metrics", {})
@@ -150,7 +155,9 @@ def markdown_summary(report: dict[str, Any]) -> str:
         )
     provenance = calibration.get("provenance") or {}
     if provenance.get("fitted_on"):
-        lines.append(f"Calibration fitted on: {provenance['fitted_on']}.")
+        lines.append(f"Calibration fitted on: {provenance['fitted_on'].rstrip('.')}.")
+    if report.get("note"):
+        lines += ["", str(report["note"])]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -31,11 +31,12 @@ __all__ = [
     "DEFAULT_METRICS",
     "EvalSetup",
     "ScoredSplit",
-    "prepare",
-    "evaluate_scores",
     "decide",
+    "evaluate_scores",
     "fit_calibration",
     "labelled_pairs",
+    "prefer_simpler_rule",
+    "prepare",
 ]
 
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map", "recall@10", "recall@100", "precision@10", "hit@1", "hit@10")
@@ -54,6 +55,8 @@ class EvalSetup:
         seed: Seed for ``sample``.
         include_judged: Add the split's judged-relevant documents missing from the candidates
             (for fitting data, so positives are represented; never for reported figures).
+        rerank_depth: Rerank only each list's first this many candidates and keep the rest in
+            first-stage order below them (default: rerank all ``depth``).
     """
 
     split: str = "test"
@@ -63,6 +66,7 @@ class EvalSetup:
     sample: int | None = None
     seed: int = 0
     include_judged: bool = False
+    rerank_depth: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -80,6 +84,16 @@ class ScoredSplit:
     settings: dict[str, Any]
     complete: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def ranking(self) -> dict[str, dict[str, float]]:
+        """Final ranking scores: reranked candidates first (by logit), then the unscored rest in first-stage order."""
+        out: dict[str, dict[str, float]] = {}
+        for q, docs in self.candidates.items():
+            scored = self.logits.get(q, {})
+            floor = min(scored.values(), default=0.0) - 1.0
+            rest = [d for d in docs if d not in scored]
+            out[q] = {**scored, **{d: floor - (i + 1) for i, d in enumerate(rest)}}
+        return out
 
     def probabilities(self, calibrator: Calibrator) -> Scores:
         out: Scores = {}
@@ -122,13 +136,16 @@ def prepare(
             q: docs + [d for d, g in judged.get(q, {}).items() if g > 0 and d not in docs and d in data.corpus]
             for q, docs in candidates.items()
         }
+    if setup.rerank_depth is not None and setup.rerank_depth < 1:
+        raise InvalidInputError(f"rerank depth must be >= 1; received {setup.rerank_depth}")
+    to_score = {q: docs[: setup.rerank_depth] for q, docs in candidates.items()} if setup.rerank_depth else candidates
     settings = scorer_settings(reranker)
     cache = ScoreCache(cache_root, settings)
     if score:
-        logits = score_candidates(reranker, data, candidates, cache, progress=progress)
+        logits = score_candidates(reranker, data, to_score, cache, progress=progress)
     else:
-        logits = cached_scores(data, candidates, cache)
-    complete = all(len(logits[q]) == len(candidates[q]) for q in candidates)
+        logits = cached_scores(data, to_score, cache)
+    complete = all(len(logits[q]) == len(to_score[q]) for q in to_score)
     return ScoredSplit(data, setup, query_ids, candidates, logits, settings, complete)
 
 
@@ -149,9 +166,13 @@ def decide(calibration: Calibration, threshold: float | str | None, logits: Mapp
     if cut is None:
         raise InvalidInputError("threshold 'calibrated' needs a calibration with a fitted threshold")
     kept = [i for i in order if probabilities[i] >= cut]
-    if threshold == "calibrated" and calibration.abstention is not None and kept:
-        if should_abstain(calibration.abstention, probabilities[order], raw[order]):
-            kept = []
+    if (
+        threshold == "calibrated"
+        and calibration.abstention is not None
+        and kept
+        and should_abstain(calibration.abstention, probabilities[order], raw[order])
+    ):
+        kept = []
     return {ids[i]: float(probabilities[i]) for i in kept}
 
 
@@ -199,7 +220,7 @@ def evaluate_scores(
         "scorer": scored.settings,
         "queries": len(scored.query_ids),
         "pairs_scored": sum(len(v) for v in scored.logits.values()),
-        "pairs_expected": sum(len(v) for v in scored.candidates.values()),
+        "pairs_expected": sum(len(v[: scored.setup.rerank_depth or None]) for v in scored.candidates.values()),
         "complete": scored.complete,
         "calibration": {"calibrator": calibration.calibrator.to_dict(), "threshold": calibration.threshold,
                         "abstention": calibration.abstention, "provenance": calibration.provenance},
@@ -210,12 +231,13 @@ def evaluate_scores(
         qrels = data.qrels(split)
         # Ranking uses the raw logits: a monotone calibrator must not change the order, and
         # isotonic plateaus would otherwise create ties.
-        report["metrics"] = ranking_metrics(qrels, scored.logits, metrics)
+        final = scored.ranking()
+        report["metrics"] = ranking_metrics(qrels, final, metrics)
         report["first_stage_metrics"] = ranking_metrics(qrels, first_stage, metrics)
         report["candidate_recall"] = candidate_recall(scored.candidates, qrels)
         headline = metrics[0]
         a = per_query_metric(qrels, first_stage, headline)
-        b = per_query_metric(qrels, scored.logits, headline)
+        b = per_query_metric(qrels, final, headline)
         report["significance"] = {
             "metric": headline,
             "baseline": f"first stage ({scored.setup.candidates})",
@@ -259,11 +281,11 @@ def evaluate_scores(
         p_all = np.clip(calibration.calibrator.transform(x_all), 0.0, 1.0) if len(x_all) else x_all
         report["calibration"].update(
             labels=source,
-            ece_pairs=f"each query's top {ece_top} after reranking",
+            ece_pairs=f"each query's top {min(ece_top, scored.setup.rerank_depth or scored.setup.depth)} after reranking",
             ece=expected_calibration_error(p, y, bins) if len(p) else None,
             ece_all_candidates=expected_calibration_error(p_all, y_all, bins) if len(p_all) else None,
             bins=bins,
-            pairs=int(len(p)),
+            pairs=len(p),
             positive_rate=float(y.mean()) if len(y) else None,
             mean_probability=float(p.mean()) if len(p) else None,
         )
@@ -303,7 +325,7 @@ def fit_calibration(
         raise InvalidInputError(f"calibrator kinds must come from {FITTABLE_KINDS}; received {unknown}")
     rng = random.Random(seed)
     queries = [q for q in scored.query_ids if scored.logits.get(q)]
-    held = set(rng.sample(queries, max(1, int(round(holdout * len(queries))))))
+    held = set(rng.sample(queries, max(1, round(holdout * len(queries)))))
     fit_part = _subset(scored, [q for q in queries if q not in held])
     held_part = _subset(scored, [q for q in queries if q in held])
     x_fit, y_fit = labelled_pairs(fit_part, labels)
@@ -318,7 +340,7 @@ def fit_calibration(
     x_all, y_all = labelled_pairs(scored, labels)
     calibrator = fit_calibrator(chosen, x_all, y_all, **options.get(chosen, {}))
     report: dict[str, Any] = {"labels": source, "calibrator_comparison": comparison, "chosen_calibrator": chosen,
-                              "fit_pairs": int(len(x_all)), "fit_positive_rate": float(y_all.mean()), "held_out_queries": len(held)}
+                              "fit_pairs": len(x_all), "fit_positive_rate": float(y_all.mean()), "held_out_queries": len(held)}
     answerable = data.answerable(split)
     if answerable is None:
         return Calibration(calibrator=calibrator), report
@@ -336,16 +358,11 @@ def fit_calibration(
         rule_scores[rule_kind] = {
             "held_out_false_evidence_rate": false_evidence_rate(answered, held_answerable),
             "held_out_hit_rate": hit_rate(answered, held_answerable),
+            "held_out_answerable": sum(held_answerable.values()),
         }
     if not rule_scores:
         return Calibration(calibrator=calibrator), report
-
-    def merit(kind: str) -> tuple[bool, float, float]:
-        s = rule_scores[kind]
-        ok = s["held_out_false_evidence_rate"] <= max_false_evidence
-        return (ok, s["held_out_hit_rate"] if ok else -s["held_out_false_evidence_rate"], -abstention_rules.index(kind))
-
-    best_rule = max(rule_scores, key=merit)
+    best_rule = prefer_simpler_rule(rule_scores, list(abstention_rules), max_false_evidence)
     rule, cut = _fit_rule(best_rule, scored, calibrator, answerable, max_false_evidence, objective)
     assert rule is not None
     if rule["kind"] == "max-score":
@@ -357,6 +374,23 @@ def fit_calibration(
         threshold = 0.0
     report.update(abstention_comparison=rule_scores, chosen_abstention=best_rule, max_false_evidence=max_false_evidence, objective=objective)
     return Calibration(calibrator=calibrator, threshold=float(threshold), abstention=rule), report
+
+
+def prefer_simpler_rule(rule_scores: Mapping[str, Mapping[str, float]], order: Sequence[str], max_false_evidence: float) -> str:
+    """The rule to ship: the first listed (simplest) one that meets the constraint on held-out
+    queries, replaced by a later one only if that one's held-out hit rate is higher by more than
+    one standard error, so a richer rule is kept only when it measurably helps."""
+    ranked = [k for k in order if k in rule_scores]
+    feasible = [k for k in ranked if rule_scores[k]["held_out_false_evidence_rate"] <= max_false_evidence + 1e-12]
+    if not feasible:
+        return min(ranked, key=lambda k: (rule_scores[k]["held_out_false_evidence_rate"], ranked.index(k)))
+    best = feasible[0]
+    for kind in feasible[1:]:
+        hits, base = rule_scores[kind]["held_out_hit_rate"], rule_scores[best]["held_out_hit_rate"]
+        n = max(1.0, float(rule_scores[best].get("held_out_answerable", 1)))
+        if hits - base > np.sqrt(max(base * (1 - base), 1e-12) / n):
+            best = kind
+    return best
 
 
 def _fit_rule(kind: str, scored: ScoredSplit, calibrator: Calibrator, answerable: Mapping[str, bool],

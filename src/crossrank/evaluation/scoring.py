@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from crossrank.evaluation.cache import ScoreCache, pair_key
 from crossrank.evaluation.datasets import BeirDataset
 
-__all__ = ["score_candidates", "Scores"]
+__all__ = ["Scores", "score_candidates"]
 
 Scores = dict[str, dict[str, float]]
 """``{query_id: {doc_id: raw logit}}``."""

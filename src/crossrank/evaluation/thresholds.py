@@ -19,11 +19,11 @@ __all__ = [
     "ThresholdChoice",
     "candidate_thresholds",
     "cut_run",
-    "select_threshold",
-    "threshold_curve",
+    "gap_cutoff",
     "precision_threshold",
     "relative_cutoff",
-    "gap_cutoff",
+    "select_threshold",
+    "threshold_curve",
 ]
 
 Run = Mapping[str, Mapping[str, float]]

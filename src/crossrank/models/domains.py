@@ -24,7 +24,7 @@ from typing import Any
 from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
 from crossrank.models.files import atomic_write_text, crossrank_home
 
-__all__ = ["register_domain", "domain_model_path", "list_domains", "remove_domain", "validate_domain_name", "domains_file"]
+__all__ = ["domain_model_path", "domains_file", "list_domains", "register_domain", "remove_domain", "validate_domain_name"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _FORMAT = "crossrank-domains"

