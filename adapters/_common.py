@@ -28,6 +28,7 @@ from crossrank.settings import OPTIONS
 __all__ = [
     "ENGINE_DEFAULTS",
     "SHARED_RERANKER",
+    "SharedEngineMixin",
     "RANK_KEY",
     "RAW_SCORE_KEY",
     "SCORE_KEY",
@@ -248,3 +249,46 @@ def scored_metadata(metadata: Mapping[str, Any], scored: ScoredDocument) -> dict
         RAW_SCORE_KEY: float(scored.raw_score),
         RANK_KEY: int(scored.rank),
     }
+
+
+class SharedEngineMixin:
+    """Construction shared by the pydantic-based adapters (LlamaIndex, LangChain).
+
+    Put it before the framework's base class. ``__init__`` validates the options with
+    crossrank's own errors and either shares the given reranker or builds one;
+    ``model_post_init`` builds one for ``model_validate()``, which bypasses ``__init__``.
+    """
+
+    _reranker: Reranker
+    _on_abstain: AbstainCallback | None
+
+    def __init__(self, *, reranker: Reranker | None = None, on_abstain: AbstainCallback | None = None, **data: Any) -> None:
+        # Validated here, before pydantic, so that bad values raise crossrank's ConfigurationError.
+        engine = adapter_reranker(reranker, data)
+        if reranker is not None:
+            options, extra = engine_options(reranker)
+            data = {**data, **options, "reranker_options": extra}
+        token = SHARED_RERANKER.set(engine)
+        try:
+            super().__init__(**data)
+        finally:
+            SHARED_RERANKER.reset(token)
+        self._reranker = engine
+        self._on_abstain = on_abstain
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)  # type: ignore[misc]
+        if SHARED_RERANKER.get() is not None:
+            return  # __init__ hands over the reranker it validated; rebuilding would lose callables
+        options = {key: getattr(self, key) for key in ENGINE_DEFAULTS}
+        self._reranker = build_reranker(None, options, self.reranker_options)  # type: ignore[attr-defined]
+
+    @property
+    def reranker(self) -> Reranker:
+        """The :class:`crossrank.Reranker` doing the work (shareable with other adapters)."""
+        return self._reranker
+
+    def warm_up(self) -> Any:
+        """Load the model now rather than on the first call. Returns ``self``."""
+        self._reranker.warm_up()
+        return self

@@ -10,15 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from crossrank.adapters._common import (
-    SHARED_RERANKER,
+    SharedEngineMixin,
     ENGINE_DEFAULTS,
     AbstainCallback,
-    adapter_reranker,
     arerank_texts,
-    build_reranker,
     check_threshold,
     check_top_n,
-    engine_options,
     rerank_texts,
     scored_metadata,
 )
@@ -41,7 +38,7 @@ except ImportError:
 __all__ = ["CrossRankCompressor"]
 
 
-class CrossRankCompressor(BaseDocumentCompressor):
+class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
     """Reranks LangChain documents with a crossrank cross-encoder and calibrated scores.
 
     Returns copies of the documents, best first, whose metadata gains ``crossrank_score``
@@ -87,34 +84,6 @@ class CrossRankCompressor(BaseDocumentCompressor):
     _reranker: Reranker = PrivateAttr()
     _on_abstain: AbstainCallback | None = PrivateAttr(default=None)
 
-    def __init__(
-        self,
-        *,
-        reranker: Reranker | None = None,
-        on_abstain: AbstainCallback | None = None,
-        **data: Any,
-    ) -> None:
-        # Validated here, before pydantic, so that bad values raise crossrank's ConfigurationError.
-        engine = adapter_reranker(reranker, data)
-        if reranker is not None:
-            options, extra = engine_options(reranker)
-            data = {**data, **options, "reranker_options": extra}
-        token = SHARED_RERANKER.set(engine)
-        try:
-            super().__init__(**data)
-        finally:
-            SHARED_RERANKER.reset(token)
-        self._reranker = engine
-        self._on_abstain = on_abstain
-
-    def model_post_init(self, context: Any) -> None:
-        # Also reached by model_validate(), which bypasses __init__.
-        super().model_post_init(context)
-        if SHARED_RERANKER.get() is not None:
-            return  # __init__ hands over the reranker it validated; rebuilding would lose callables
-        options = {key: getattr(self, key) for key in ENGINE_DEFAULTS}
-        self._reranker = build_reranker(None, options, self.reranker_options)
-
     @field_validator("threshold", mode="before")
     @classmethod
     def _valid_threshold(cls, value: Any) -> Any:
@@ -124,16 +93,6 @@ class CrossRankCompressor(BaseDocumentCompressor):
     @classmethod
     def _valid_top_n(cls, value: Any) -> Any:
         return check_top_n(value, configuring=True)
-
-    @property
-    def reranker(self) -> Reranker:
-        """The :class:`crossrank.Reranker` doing the work (shareable with other adapters)."""
-        return self._reranker
-
-    def warm_up(self) -> CrossRankCompressor:
-        """Load the model now rather than on the first call. Returns ``self``."""
-        self._reranker.warm_up()
-        return self
 
     def compress_documents(
         self,

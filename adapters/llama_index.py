@@ -8,18 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from crossrank.adapters._common import (
-    SHARED_RERANKER,
+    SharedEngineMixin,
     ENGINE_DEFAULTS,
     RANK_KEY,
     RAW_SCORE_KEY,
     SCORE_KEY,
     AbstainCallback,
-    adapter_reranker,
     arerank_texts,
-    build_reranker,
     check_threshold,
     check_top_n,
-    engine_options,
     rerank_texts,
     scored_metadata,
 )
@@ -48,7 +45,7 @@ dispatcher = get_dispatcher(__name__)
 _SCORE_KEYS = (SCORE_KEY, RAW_SCORE_KEY, RANK_KEY)
 
 
-class CrossRankRerank(BaseNodePostprocessor):
+class CrossRankRerank(SharedEngineMixin, BaseNodePostprocessor):
     """Reranks LlamaIndex nodes with a crossrank cross-encoder and calibrated scores.
 
     Returns copies of the nodes, best first: ``node.score`` is the calibrated probability and
@@ -93,34 +90,6 @@ class CrossRankRerank(BaseNodePostprocessor):
     _reranker: Reranker = PrivateAttr()
     _on_abstain: AbstainCallback | None = PrivateAttr(default=None)
 
-    def __init__(
-        self,
-        *,
-        reranker: Reranker | None = None,
-        on_abstain: AbstainCallback | None = None,
-        **data: Any,
-    ) -> None:
-        # Validated here, before pydantic, so that bad values raise crossrank's ConfigurationError.
-        engine = adapter_reranker(reranker, data)
-        if reranker is not None:
-            options, extra = engine_options(reranker)
-            data = {**data, **options, "reranker_options": extra}
-        token = SHARED_RERANKER.set(engine)
-        try:
-            super().__init__(**data)
-        finally:
-            SHARED_RERANKER.reset(token)
-        self._reranker = engine
-        self._on_abstain = on_abstain
-
-    def model_post_init(self, context: Any) -> None:
-        # Also reached by model_validate(), which bypasses __init__.
-        super().model_post_init(context)
-        if SHARED_RERANKER.get() is not None:
-            return  # __init__ hands over the reranker it validated; rebuilding would lose callables
-        options = {key: getattr(self, key) for key in ENGINE_DEFAULTS}
-        self._reranker = build_reranker(None, options, self.reranker_options)
-
     @field_validator("threshold", mode="before")
     @classmethod
     def _valid_threshold(cls, value: Any) -> Any:
@@ -134,16 +103,6 @@ class CrossRankRerank(BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "CrossRankRerank"
-
-    @property
-    def reranker(self) -> Reranker:
-        """The :class:`crossrank.Reranker` doing the work (shareable with other adapters)."""
-        return self._reranker
-
-    def warm_up(self) -> CrossRankRerank:
-        """Load the model now rather than on the first call. Returns ``self``."""
-        self._reranker.warm_up()
-        return self
 
     # The public methods accept per-call overrides; None keeps the configured value.
     @dispatcher.span
