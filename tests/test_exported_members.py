@@ -7,7 +7,7 @@ import crossrank
 EXPECTED = {
     "DEFAULT_MODEL", "BackendSpec", "BackendUnavailableError", "BatchShape", "BatchTooLargeError",
     "Calibration", "Calibrator", "ConfigurationError", "CrossRankError", "Document",
-    "InvalidInputError", "InvalidInputTypeError", "MissingDependencyError", "ModelConfig",
+    "InvalidInputError", "InvalidInputTypeError", "IsotonicCalibrator", "MissingDependencyError", "ModelConfig",
     "ModelIntegrityError", "ModelNotFoundError", "ModelSource", "PlattCalibrator", "PluginError",
     "RerankResult", "RerankStats", "Reranker", "ScoredDocument", "ScoringBackend",
     "SigmoidCalibrator", "SourceEntry", "TemperatureCalibrator", "__version__", "hookimpl",

@@ -11,6 +11,7 @@ from crossrank.backends.base import BackendSpec, BatchTooLargeError, ScoringBack
 from crossrank.calibration import (
     Calibration,
     Calibrator,
+    IsotonicCalibrator,
     PlattCalibrator,
     SigmoidCalibrator,
     TemperatureCalibrator,
@@ -50,6 +51,7 @@ __all__ = [
     "CrossRankError",
     "Document",
     "InvalidInputError",
+    "IsotonicCalibrator",
     "InvalidInputTypeError",
     "MissingDependencyError",
     "ModelConfig",

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--depths", type=_int_list, default=None, help="candidate depths to search (default: --depth)")
     parser.add_argument("--max-lengths", type=_int_list, default=None, help="max_length values to search (default: --max-length)")
     parser.add_argument("--long-documents-options", type=_name_list, default=None,
-                        help="long-document modes to search, e.g. truncate,window (default: --long-documents)")
+                        help="long-document modes to search, e.g. truncate,window,select (default: --long-documents)")
     parser.add_argument("--calibrators", type=_name_list, default=["platt", "isotonic"],
                         help="calibrator kinds to compare by held-out ECE (default platt,isotonic; temperature also available)")
     parser.add_argument("--abstention-rules", type=_name_list, default=["max-score", "logistic"],
@@ -85,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     depths = args.depths or [args.depth]
     lengths = args.max_lengths or [args.max_length]
     modes = args.long_documents_options or [args.long_documents]
-    bad_modes = [m for m in modes if m not in ("truncate", "window")]
+    # None keeps the reranker's configured default.
+    bad_modes = [m for m in modes if m not in (None, "truncate", "window", "select")]
     if bad_modes:
-        raise InvalidInputError(f"--long-documents-options must be truncate or window; received {bad_modes}")
+        raise InvalidInputError(f"--long-documents-options must be truncate, window or select; received {bad_modes}")
     prepared: dict[tuple[int, int | None, str], Any] = {}
     for length in lengths:
         for mode in modes:
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "crossrank tune " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["tune"] else "crossrank tune",
     }
     best = {
-        "setting": {"depth": depth, "max_length": scored.settings["max_length"], "long_documents": mode},
+        "setting": {"depth": depth, "max_length": scored.settings["max_length"], "long_documents": scored.settings["long_documents"]},
         "calibrator": calibration.calibrator.kind,
         "abstention_rule": best_key[1],
         "held_out_value": value,
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(best, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
     sys.stdout.write(
-        f"best: depth {depth}, max_length {scored.settings['max_length']}, {mode}, calibrator {calibration.calibrator.kind} (by held-out ECE), "
+        f"best: depth {depth}, max_length {scored.settings['max_length']}, {scored.settings['long_documents']}, calibrator {calibration.calibrator.kind} (by held-out ECE), "
         f"abstention {best_key[1]}; held-out {args.objective} {value:.4f} "
         f"(false-evidence constraint {args.max_false_evidence})\n"
         f"threshold {calibration.threshold}, abstention {json.dumps(calibration.abstention)}\nwrote {args.out}\n"
