@@ -54,9 +54,9 @@ def build_student(kind: str, teacher_dir: str | Path | None, target: str | Path,
         model.bert.encoder.layer = torch.nn.ModuleList([model.bert.encoder.layer[i] for i in keep])
         model.config.num_hidden_layers = len(keep)
     else:
-        from crossrank.training.retrieval import minilm_path
+        from crossrank.evaluation.candidates import dense_model_path
 
-        source = minilm_path()
+        source = dense_model_path()
         config = AutoConfig.from_pretrained(str(source), num_labels=1, architectures=["BertForSequenceClassification"])
         model = BertForSequenceClassification.from_pretrained(str(source), config=config, use_safetensors=True)
     if target.exists():

