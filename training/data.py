@@ -193,13 +193,19 @@ def _json_list(value: Any) -> list[Any] | None:
     return None
 
 
-def _load_pairs(spec: DataSpec, file: Path) -> RankingData:
-    out = _Collector(spec)
+def _object_rows(file: Path, out: _Collector) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Counted rows that are objects; anything else is reported as a bad row with its line."""
     for number, row in _rows(file):
         out.report.rows += 1
         if isinstance(row, str) or not isinstance(row, dict):
             out.bad(file, number, row if isinstance(row, str) else "expected an object")
             continue
+        yield number, row
+
+
+def _load_pairs(spec: DataSpec, file: Path) -> RankingData:
+    out = _Collector(spec)
+    for number, row in _object_rows(file, out):
         query, positive = _text(row, "query"), _text(row, "positive")
         if query is None or positive is None:
             out.bad(file, number, "expected non-empty 'query' and 'positive' strings")
@@ -225,11 +231,7 @@ def _load_pairs(spec: DataSpec, file: Path) -> RankingData:
 
 def _load_graded(spec: DataSpec, file: Path) -> RankingData:
     out = _Collector(spec)
-    for number, row in _rows(file):
-        out.report.rows += 1
-        if isinstance(row, str) or not isinstance(row, dict):
-            out.bad(file, number, row if isinstance(row, str) else "expected an object")
-            continue
+    for number, row in _object_rows(file, out):
         query, document = _text(row, "query"), _text(row, "document")
         label = row.get("label")
         try:
@@ -245,11 +247,7 @@ def _load_graded(spec: DataSpec, file: Path) -> RankingData:
 
 def _load_interactions(spec: DataSpec, file: Path) -> RankingData:
     out = _Collector(spec)
-    for number, row in _rows(file):
-        out.report.rows += 1
-        if isinstance(row, str) or not isinstance(row, dict):
-            out.bad(file, number, row if isinstance(row, str) else "expected an object")
-            continue
+    for number, row in _object_rows(file, out):
         query = _text(row, "query")
         shown, clicked = _json_list(row.get("shown")), _json_list(row.get("clicked", []))
         if query is None or not shown or clicked is None or not all(isinstance(s, str) and s.strip() for s in shown):
