@@ -113,6 +113,35 @@ def test_eval_and_tune_end_to_end(tiny_dataset: Path, tiny_model_dir: Path, tmp_
     assert "false_evidence_rate" in report["abstention"]
 
 
+@pytest.mark.slow
+def test_eval_compares_two_runs_on_the_same_queries(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--model", str(tiny_model_dir), "--max-length", "64", "--cache-dir", str(tmp_path / "cache"), "--no-plots"]
+    base, full = tmp_path / "base.json", tmp_path / "full.json"
+    # Reranking one candidate per query leaves the BM25 order: a second, different run of the same queries.
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--rerank-depth", "1", *common, "--out", str(base)]) == 0
+    assert main(["eval", str(tiny_dataset), "--depth", "4", *common, "--compare", str(base), "--out", str(full)]) == 0
+    before, after = json.loads(base.read_text()), json.loads(full.read_text())
+    comparison = after["comparison"]
+    assert comparison["metric"] == "ndcg@10" and comparison["bootstrap"]["queries"] == 6
+    assert comparison["bootstrap"]["mean_a"] == pytest.approx(before["metrics"]["ndcg@10"])
+    assert comparison["bootstrap"]["mean_b"] == pytest.approx(after["metrics"]["ndcg@10"])
+    assert comparison["bootstrap"]["difference"] == pytest.approx(after["metrics"]["ndcg@10"] - before["metrics"]["ndcg@10"])
+    assert 0.0 < comparison["randomization"]["p_value"] <= 1.0
+    assert "(bm25 depth 4, max_length 64)" in comparison["baseline"]
+    assert "paired bootstrap p" in Path(after["files"]["markdown"]).read_text().split("vs first stage")[1]
+
+    capsys.readouterr()
+    not_a_report = tmp_path / "other.json"
+    not_a_report.write_text(json.dumps({"metrics": {}}))
+    assert main(["eval", str(tiny_dataset), "--depth", "4", *common, "--cached-only", "--compare", str(not_a_report), "--out", str(full)]) == 2
+    assert "expected a 'per_query' object" in capsys.readouterr().err
+    other_split = dict(before, split="dev")
+    not_a_report.write_text(json.dumps(other_split))
+    assert main(["eval", str(tiny_dataset), "--depth", "4", *common, "--cached-only", "--compare", str(not_a_report), "--out", str(full)]) == 2
+    assert "same split; received 'dev', expected 'test'" in capsys.readouterr().err
+
+
 def test_eval_rejects_a_folder_that_is_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
     assert "not a BEIR dataset folder" in capsys.readouterr().err

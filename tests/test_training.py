@@ -323,6 +323,78 @@ def test_training_runs_for_every_format_strategy_and_loss(
         assert (result.run_dir / "epochs" / "epoch-0.json").read_text() != (result.run_dir / "epochs" / "epoch-1.json").read_text()
 
 
+def test_freeze_layers_trains_only_the_upper_layers_and_the_head(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    from safetensors.numpy import load_file
+
+    config = make_config(tiny_model_dir, tmp_path / "run", synthetic["pairs"], "pairs", freeze_layers=1, epochs=2, eval_every_steps=1)
+    result = train(config)
+    assert result.metrics["dev_ndcg_after"] >= result.metrics["dev_ndcg_before"]
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(result.run_dir / "checkpoints" / sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())[-1] / "model.safetensors"))
+    frozen = [k for k in before if ".embeddings." in k or ".layer.0." in k]
+    trained = [k for k in before if ".layer.1." in k or k.startswith("classifier.")]
+    assert frozen and trained
+    assert all(np.array_equal(before[k], after[k]) for k in frozen)
+    assert any(not np.array_equal(before[k], after[k]) for k in trained)
+
+
+@pytest.mark.slow
+def test_lora_trains_adapters_and_the_head_and_publishes_merged_weights(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    pytest.importorskip("peft")
+    from safetensors.numpy import load_file
+
+    from crossrank import Reranker
+
+    config = make_config(
+        tiny_model_dir, tmp_path / "run", synthetic["pairs"], "pairs", epochs=3, eval_every_steps=1,
+        lora={"rank": 4, "alpha": 8, "targets": ["query", "value"]}, freeze_layers=1,
+    )
+    result = train(config)
+    best = result.run_dir / "best"
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(best / "model.safetensors"))
+    assert set(after) == set(before)  # merged: a plain checkpoint, no adapter tensors
+    assert result.metrics["dev_ndcg_after"] >= result.metrics["dev_ndcg_before"]
+    # The last checkpoint holds the adapters themselves: only on query/value of the unfrozen layer,
+    # trained away from their zero start; every base weight below the head is untouched.
+    last = sorted((result.run_dir / "checkpoints").iterdir())[-1]
+    state = load_file(str(last / "model.safetensors"))
+    adapters = {k: v for k, v in state.items() if "lora_" in k}
+    assert adapters and all(".layer.1.attention.self.query." in k or ".layer.1.attention.self.value." in k for k in adapters)
+    assert any("lora_B" in k and np.abs(v).max() > 0 for k, v in adapters.items())
+    for key, value in state.items():
+        plain = key.replace("base_model.model.", "").replace(".base_layer", "")
+        if "lora_" not in key and not plain.startswith("classifier.") and ".pooler." not in plain:
+            assert np.array_equal(value, before[plain]), key
+    assert any(not np.array_equal(state[k], before[k.replace("base_model.model.", "")]) for k in state if "classifier." in k and "lora_" not in k)
+    scores = Reranker(str(best), backend="torch", max_length=48).score([("what is the cat", "the cat cat is of dog")])
+    assert 0.0 <= float(scores[0]) <= 1.0
+
+
+def test_lora_settings_are_validated(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    base = {"base_model": "m", "output_dir": "o", "data": {"format": "pairs", "path": "p"}}
+    with pytest.raises(ConfigurationError, match="lora.rank must be an int >= 1; received 0"):
+        TrainConfig.from_dict({**base, "lora": {"rank": 0}})
+    with pytest.raises(ConfigurationError, match="lora.targets must be a non-empty list of layer names; received \\[\\]"):
+        TrainConfig.from_dict({**base, "lora": {"targets": []}})
+    pytest.importorskip("peft")
+    config = make_config(tiny_model_dir, tmp_path / "run", synthetic["pairs"], "pairs", lora={"targets": ["no_such_layer"]})
+    with pytest.raises(ConfigurationError, match=r"lora.targets \['no_such_layer'\] do not match layers of"):
+        train(config)
+
+
+@pytest.mark.parametrize("count", [2, 7])
+def test_freeze_layers_must_leave_a_layer_to_train(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path], count: int) -> None:
+    config = make_config(tiny_model_dir, tmp_path / "run", synthetic["pairs"], "pairs", freeze_layers=count)
+    with pytest.raises(ConfigurationError, match="freeze_layers must be below the model's 2 encoder layers; received"):
+        train(config)
+
+
+def test_freeze_layers_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="freeze_layers must be an int >= 0; received -1"):
+        TrainConfig.from_dict({"base_model": "m", "output_dir": "o", "data": {"format": "pairs", "path": "p"}, "freeze_layers": -1})
+
+
 @pytest.fixture(scope="module")
 def finished_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, synthetic: dict[str, Path]) -> Any:
     out = tmp_path_factory.mktemp("finished") / "run"
@@ -359,6 +431,41 @@ def test_finished_model_is_calibrated_quantized_gated_and_loads(finished_run: An
     assert "base model" in card and "listnet" in card and "dev nDCG@10" in card
     png = (model_dir / "training-curves.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_static_quantization_fixes_activation_ranges_from_training_pairs(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    import onnx
+
+    from crossrank import Reranker
+    from crossrank.models.config import ModelConfig
+
+    config = make_config(
+        tiny_model_dir, tmp_path / "run", synthetic["pairs"], "pairs", export_onnx=True, quantize=True,
+        quantization="static", static_calibration_pairs=6, gate_tolerance=1.0,
+    )
+    result = train(config)
+    model_dir = result.model_dir
+    assert ModelConfig.load(model_dir).quantization == "static-int8"
+    assert result.metrics["quantization"] == "static-int8" and result.metrics["static_calibration_pairs"] == 6
+    ops = {node.op_type for node in onnx.load(str(model_dir / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+    assert "static-int8, activation ranges from 6 training pairs" in (model_dir / "README.md").read_text()
+    reranker = Reranker(str(model_dir), max_length=48)
+    pairs = [("what is the cat", "the cat cat is of dog"), ("a much longer question about the sun and the moon", "the sun is of moon " * 5)]
+    alone = [float(reranker.score([pair], raw=True)[0]) for pair in pairs]
+    together = [float(x) for x in reranker.score(pairs, raw=True)]
+    assert together == pytest.approx(alone, abs=1e-5)  # fixed ranges: no dependence on the batch
+    fp32 = Reranker(str(result.run_dir / "export" / "fp32"), max_length=48).score(pairs, raw=True)
+    assert not np.allclose(together, fp32, atol=1e-7)  # the graph really is quantized
+
+
+def test_static_quantization_settings_are_validated() -> None:
+    base = {"base_model": "m", "output_dir": "o", "data": {"format": "pairs", "path": "p"}}
+    with pytest.raises(ConfigurationError, match="quantization must be one of \\('dynamic', 'static'\\); received 'qat'"):
+        TrainConfig.from_dict({**base, "quantization": "qat"})
+    with pytest.raises(ConfigurationError, match="static_calibration_pairs must be an int >= 1; received 0"):
+        TrainConfig.from_dict({**base, "static_calibration_pairs": 0})
 
 
 @pytest.mark.slow

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CurriculumConfig", "DataSpec", "NegativesConfig", "TrainConfig", "distill", "import_onnx", "load_config", "train"]
+__all__ = ["CurriculumConfig", "DataSpec", "LoraConfig", "NegativesConfig", "TrainConfig", "distill", "import_onnx", "load_config", "train"]
 
 _LAZY = {
     "TrainConfig": "crossrank.training.config",
     "NegativesConfig": "crossrank.training.config",
     "CurriculumConfig": "crossrank.training.config",
+    "LoraConfig": "crossrank.training.config",
     "load_config": "crossrank.training.config",
     "DataSpec": "crossrank.training.data",
     "train": "crossrank.training.trainer",

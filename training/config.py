@@ -24,11 +24,12 @@ from crossrank.training.data import DataSpec
 
 from crossrank.errors import ConfigurationError, missing_dependency
 
-__all__ = ["LOSSES", "NEGATIVE_STRATEGIES", "CurriculumConfig", "NegativesConfig", "TrainConfig", "load_config"]
+__all__ = ["LOSSES", "NEGATIVE_STRATEGIES", "QUANTIZATION_MODES", "CurriculumConfig", "LoraConfig", "NegativesConfig", "TrainConfig", "load_config"]
 
 LOSSES = ("bce", "ranknet", "listnet", "listmle", "plistmle", "lambdaloss", "margin_mse", "mse")
 TEACHER_LOSSES = ("margin_mse", "mse")
 NEGATIVE_STRATEGIES = ("random", "bm25", "iterative", "mixed")
+QUANTIZATION_MODES = ("dynamic", "static")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -78,6 +79,37 @@ class NegativesConfig:
 
 
 @dataclass
+class LoraConfig:
+    """Low-rank adapters (LoRA) instead of full fine-tuning, through ``peft``.
+
+    Only the adapters and the classification head are trained; the finished checkpoint has the
+    adapters merged into its weights, so it loads and exports like any other model.
+
+    Attributes:
+        rank: Rank of each adapter.
+        alpha: Scaling numerator (the update is scaled by ``alpha / rank``).
+        dropout: Dropout on the adapter input.
+        targets: Names of the linear layers that get adapters (BERT: ``query``, ``key``,
+            ``value``, ``dense``).
+    """
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.rank, int) and not isinstance(self.rank, bool) and self.rank >= 1, f"lora.rank must be an int >= 1; received {self.rank!r}")
+        _check(isinstance(self.alpha, (int, float)) and self.alpha > 0, f"lora.alpha must be > 0; received {self.alpha!r}")
+        _check(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, f"lora.dropout must be in [0, 1); received {self.dropout!r}")
+        _check(
+            isinstance(self.targets, (list, tuple)) and bool(self.targets) and all(isinstance(t, str) and t for t in self.targets),
+            f"lora.targets must be a non-empty list of layer names; received {self.targets!r}",
+        )
+        self.targets = list(self.targets)
+
+
+@dataclass
 class CurriculumConfig:
     """Start with ``warmup_loss`` for ``warmup_steps`` optimizer steps, then the main loss."""
 
@@ -106,6 +138,11 @@ class TrainConfig:
         teacher: Model folder or name whose raw logits are the targets of ``margin_mse``/``mse``.
         epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_steps: Optimisation.
         max_length: Tokens per pair while training and evaluating.
+        lora: Train low-rank adapters instead of all weights (see :class:`LoraConfig`); with
+            ``freeze_layers`` only the layers above the frozen ones get adapters.
+        freeze_layers: Keep the embeddings and the first N encoder layers fixed and train only
+            the layers above them and the head. Gradients then stop at layer N, which makes a
+            step much cheaper on CPU; 0 trains everything.
         seed: Seed of data order, negative sampling and initialisation of new heads.
         eval_every_steps: Evaluate dev nDCG@10 every N steps (default: once per epoch).
         checkpoint_every_steps: Write a resumable checkpoint every N steps (and at each epoch end).
@@ -114,6 +151,11 @@ class TrainConfig:
         gate_tolerance: Largest allowed drop of int8 dev nDCG@10 below fp32.
         calibrator: Calibrator kind fitted on the dev split (``platt``, ``temperature``, ``isotonic``).
         export_onnx, quantize: Export steps after training (the gate needs both).
+        quantization: ``dynamic`` (int8 weights, activation scales computed per call; crossrank
+            runs them per token) or ``static`` (activation ranges fixed beforehand from
+            ``static_calibration_pairs`` training pairs; no run-time range computation).
+        static_calibration_pairs: Training pairs (never dev pairs, which the gate uses) that
+            set the activation ranges of ``static`` quantization.
         device: ``cpu`` or ``cuda``; on CUDA training uses bf16 autocast.
         num_threads: torch CPU threads (default: torch's choice). On a busy machine 1 is
             often faster than oversubscribed cores.
@@ -139,6 +181,8 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     max_steps: int | None = None
     max_length: int = 256
+    freeze_layers: int = 0
+    lora: LoraConfig | None = None
     seed: int = 42
     eval_every_steps: int | None = None
     checkpoint_every_steps: int | None = 200
@@ -148,6 +192,8 @@ class TrainConfig:
     calibrator: str = "platt"
     export_onnx: bool = True
     quantize: bool = True
+    quantization: str = "dynamic"
+    static_calibration_pairs: int = 128
     device: str = "cpu"
     num_threads: int | None = None
     name: str | None = None
@@ -163,6 +209,8 @@ class TrainConfig:
             self.negatives = _build(NegativesConfig, self.negatives, "negatives")
         if isinstance(self.curriculum, Mapping):
             self.curriculum = _build(CurriculumConfig, self.curriculum, "curriculum")
+        if isinstance(self.lora, Mapping):
+            self.lora = _build(LoraConfig, self.lora, "lora")
         _check(isinstance(self.base_model, str) and bool(self.base_model), f"base_model must be a non-empty string; received {self.base_model!r}")
         _check(isinstance(self.output_dir, str) and bool(self.output_dir), f"output_dir must be a non-empty string; received {self.output_dir!r}")
         _check(isinstance(self.data, DataSpec), f"data must be a mapping with format and path; received {self.data!r}")
@@ -170,7 +218,7 @@ class TrainConfig:
         uses_teacher = self.loss in TEACHER_LOSSES or (self.curriculum is not None and self.curriculum.warmup_loss in TEACHER_LOSSES)
         _check(not uses_teacher or bool(self.teacher), f"loss {self.loss!r} learns from a teacher's scores: set 'teacher'")
         _check(isinstance(self.dev_fraction, (int, float)) and 0 < self.dev_fraction < 1, f"dev_fraction must be in (0, 1); received {self.dev_fraction!r}")
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("max_length", 16), ("dev_candidates", 0)):
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("max_length", 16), ("dev_candidates", 0), ("freeze_layers", 0)):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, f"{name} must be an int >= {minimum}; received {value!r}")
         for name in ("max_steps", "eval_every_steps", "checkpoint_every_steps", "patience", "num_threads"):
@@ -181,6 +229,11 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1); received {self.warmup_ratio!r}")
         _check(self.device == "cpu" or self.device.startswith("cuda"), f"device must be 'cpu' or 'cuda[:N]'; received {self.device!r}")
         _check(not self.quantize or self.export_onnx, "quantize needs export_onnx")
+        _check(self.quantization in QUANTIZATION_MODES, f"quantization must be one of {QUANTIZATION_MODES}; received {self.quantization!r}")
+        _check(
+            isinstance(self.static_calibration_pairs, int) and not isinstance(self.static_calibration_pairs, bool) and self.static_calibration_pairs >= 1,
+            f"static_calibration_pairs must be an int >= 1; received {self.static_calibration_pairs!r}",
+        )
         _check(self.calibrator in ("platt", "temperature", "isotonic"), f"calibrator must be platt, temperature or isotonic; received {self.calibrator!r}")
         if self.domain is not None:
             from crossrank.models.domains import validate_domain_name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +22,17 @@ import numpy as np
 from crossrank.errors import CrossRankError
 from crossrank.models.files import atomic_write_text, sha256_file
 
-__all__ = ["GateResult", "RegressionGateError", "export_onnx", "finish_run", "fit_dev_calibration", "quantize_int8", "regression_gate"]
+__all__ = [
+    "GateResult",
+    "RegressionGateError",
+    "calibration_feeds",
+    "export_onnx",
+    "finish_run",
+    "fit_dev_calibration",
+    "quantize_int8",
+    "quantize_int8_static",
+    "regression_gate",
+]
 
 logger = logging.getLogger("crossrank.training")
 
@@ -74,6 +84,70 @@ def quantize_int8(source: Path, target: Path) -> Path:
 
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     return target
+
+
+def quantize_int8_static(source: Path, target: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> Path:
+    """ONNX Runtime static int8 quantization (QDQ, per-channel weights).
+
+    Activation ranges come from running ``feeds`` (one encoded pair each, see
+    :func:`calibration_feeds`) through the fp32 graph, so nothing is measured at run time and a
+    pair's score never depends on the rest of its batch.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if not feeds:
+        raise CrossRankError("static quantization needs at least one calibration pair")
+
+    class _Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._rows = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            row = next(self._rows, None)
+            return None if row is None else dict(row)
+
+    quantize_static(
+        str(source), str(target), _Feeds(),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        # LayerNorm, softmax and GELU stay in float: only the matrix products are quantized.
+        op_types_to_quantize=["MatMul", "Gemm"],
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    return target
+
+
+def calibration_feeds(tokenizer: Path, pairs: Sequence[tuple[str, str]], max_length: int) -> list[dict[str, np.ndarray]]:
+    """Encode (query, passage) pairs one per feed, as the exported graph takes them."""
+    from crossrank.encoding import PairEncoder
+
+    encoder = PairEncoder.from_file(tokenizer, max_length=max_length)
+    queries = sorted({q for q, _ in pairs})
+    index = {q: i for i, q in enumerate(queries)}
+    segments, _ = encoder.encode(queries, [d for _, d in pairs], [index[q] for q, _ in pairs])
+    return [
+        {
+            "input_ids": np.asarray([s.input_ids], dtype=np.int64),
+            "attention_mask": np.ones((1, len(s.input_ids)), dtype=np.int64),
+            "token_type_ids": np.asarray([s.token_type_ids], dtype=np.int64),
+        }
+        for s in segments
+    ]
+
+
+def _static_calibration_pairs(data: Any, train_qids: Sequence[str], count: int, seed: int) -> list[tuple[str, str]]:
+    """Seeded training pairs: each sampled query with one of its positives and one random passage."""
+    rng = np.random.default_rng(seed)
+    qids = [q for q in train_qids if data.positives(q)]
+    corpus_ids = sorted(data.corpus)
+    pairs: list[tuple[str, str]] = []
+    for qid in (qids[i] for i in rng.permutation(len(qids))):
+        positives = sorted(data.positives(qid))
+        pairs.append((data.queries[qid], data.corpus[positives[int(rng.integers(len(positives)))]]))
+        pairs.append((data.queries[qid], data.corpus[corpus_ids[int(rng.integers(len(corpus_ids)))]]))
+        if len(pairs) >= count:
+            break
+    return pairs[:count]
 
 
 def _onnx_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantization: str) -> Path:
@@ -188,7 +262,10 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
         f"| dev nDCG@10 before -> after (fp32 torch) | {metrics['dev_ndcg_before']:.4f} -> {metrics['dev_ndcg_after']:.4f} |",
     ]
     if gate:
-        lines.append(f"| dev nDCG@10 fp32 ONNX / int8 ONNX | {gate['fp32_ndcg@10']:.4f} / {gate['int8_ndcg@10']:.4f} (tolerance {gate['tolerance']}) |")
+        kind = metrics.get("quantization", "dynamic-int8")
+        if metrics.get("static_calibration_pairs"):
+            kind += f", activation ranges from {metrics['static_calibration_pairs']} training pairs"
+        lines.append(f"| dev nDCG@10 fp32 ONNX / int8 ONNX ({kind}) | {gate['fp32_ndcg@10']:.4f} / {gate['int8_ndcg@10']:.4f} (tolerance {gate['tolerance']}) |")
     if metrics.get("calibration"):
         lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on dev |")
     lines += [
@@ -218,7 +295,7 @@ def finish_run(
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(best, tmp)
-    model = _Model(best, config)
+    model = _Model(best, config, for_training=False)
     after, dev_scores = evaluate_dev(model.score, dev_data, candidates)
     metrics: dict[str, Any] = {
         "name": config.name or Path(config.output_dir).name,
@@ -241,9 +318,17 @@ def finish_run(
         _onnx_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none")
         onnx_file = "model.onnx"
         if config.quantize:
-            quantize_int8(fp32, tmp / "model.onnx")
-            _onnx_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", "dynamic-int8")
-            quantization = "dynamic-int8"
+            if config.quantization == "static":
+                train_qids = json.loads((run_dir / "splits.json").read_text())["train"]
+                pairs = _static_calibration_pairs(data, train_qids, config.static_calibration_pairs, config.seed)
+                quantize_int8_static(fp32, tmp / "model.onnx", calibration_feeds(best / "tokenizer.json", pairs, config.max_length))
+                quantization = "static-int8"
+                metrics["static_calibration_pairs"] = len(pairs)
+            else:
+                quantize_int8(fp32, tmp / "model.onnx")
+                quantization = "dynamic-int8"
+            _onnx_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization)
+            metrics["quantization"] = quantization
             try:
                 gate = regression_gate(
                     export_dir / "fp32", export_dir / "int8", dev_data, candidates,

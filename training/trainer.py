@@ -90,7 +90,7 @@ def split_queries(qids: Sequence[str], dev_fraction: float, seed: int) -> tuple[
 class _Model:
     """The cross-encoder being trained, with scoring helpers that share crossrank's pair encoding."""
 
-    def __init__(self, path: str | Path, config: TrainConfig) -> None:
+    def __init__(self, path: str | Path, config: TrainConfig, *, for_training: bool = True) -> None:
         try:
             import torch
             from transformers import AutoModelForSequenceClassification
@@ -109,8 +109,58 @@ class _Model:
         self.model = AutoModelForSequenceClassification.from_pretrained(
             str(self.path), num_labels=1, use_safetensors=True, attn_implementation="eager"
         ).to(self.device)
+        self.lora = for_training and config.lora is not None
+        if for_training and config.freeze_layers:
+            self.freeze_lower_layers(config.freeze_layers)
+        if self.lora:
+            self.add_lora(config)
         self.encoder = PairEncoder.from_file(self.path / "tokenizer.json", max_length=config.max_length)
         self.autocast = config.device.startswith("cuda")
+
+    def freeze_lower_layers(self, count: int) -> None:
+        base = self.model.base_model
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        embeddings = getattr(base, "embeddings", None)
+        if layers is None or embeddings is None:
+            raise ConfigurationError(f"freeze_layers needs a BERT-style encoder (embeddings + encoder.layer); {self.path} has {type(base).__name__}")
+        if count >= len(layers):
+            raise ConfigurationError(f"freeze_layers must be below the model's {len(layers)} encoder layers; received {count}")
+        for module in [embeddings, *layers[:count]]:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    def add_lora(self, config: TrainConfig) -> None:
+        try:
+            import peft
+        except ImportError:
+            raise missing_dependency("peft", "train", "LoRA training") from None
+        lora = config.lora
+        assert lora is not None
+        layers = getattr(getattr(self.model.base_model, "encoder", None), "layer", None)
+        upper = list(range(config.freeze_layers, len(layers))) if (layers is not None and config.freeze_layers) else None
+        peft_config = peft.LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
+            layers_to_transform=upper, bias="none",
+        )
+        try:
+            self.model = peft.get_peft_model(self.model, peft_config)
+        except ValueError as exc:
+            raise ConfigurationError(f"lora.targets {lora.targets} do not match layers of {self.path}: {exc}") from None
+        # The head is new to the task (or to the domain): it is trained in full.
+        for name, parameter in self.model.named_parameters():
+            if ".classifier." in f".{name}" or ".pooler." in f".{name}":
+                parameter.requires_grad_(True)
+
+    def plain_model(self) -> Any:
+        """The model as a plain Hugging Face model: LoRA adapters (if any) merged into a copy."""
+        if not self.lora:
+            return self.model
+        import copy
+
+        return copy.deepcopy(self.model).merge_and_unload()
+
+    def trainable_parameters(self) -> list[Any]:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def batch(self, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
         torch = self.torch
@@ -260,7 +310,7 @@ def train(
     base_dir = _resolve_model_dir(config.base_model)
     model = _Model(base_dir, config)
     torch = model.torch
-    optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     teacher = _Teacher(config, run_dir) if (config.teacher and _uses_teacher(config)) else None
     miner = NegativeMiner(data, config.negatives)
 
@@ -305,7 +355,7 @@ def train(
             loss = _step(model, batch, data, loss_name)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
             optimizer.step()
             state["global_step"] += 1
             state["step_in_epoch"] = batch_index + 1
@@ -407,7 +457,7 @@ def _save_best(model: _Model, run_dir: Path, base_dir: Path) -> None:
     tmp = run_dir / ".best.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.model.save_pretrained(str(tmp), safe_serialization=True)
+    model.plain_model().save_pretrained(str(tmp), safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         if (base_dir / name).is_file():
             shutil.copy(base_dir / name, tmp / name)

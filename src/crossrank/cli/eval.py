@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="report JSON path (Markdown and PNGs are written beside it)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--benchmark-section", default=None, help="also write the summary to this section of BENCHMARKS.md")
+    parser.add_argument("--compare", type=Path, default=None, metavar="REPORT_JSON",
+                        help="another eval report on the same queries (e.g. the base model's); adds paired bootstrap and randomization tests against it")
     parser.add_argument("--note", default=None, help="a paragraph appended to the summary (e.g. why a target is missed)")
     parser.add_argument("--benchmarks-file", type=Path, default=Path("BENCHMARKS.md"), help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
@@ -52,12 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from crossrank.errors import InvalidInputError
     from crossrank.evaluation.report import markdown_summary, write_report
-    from crossrank.evaluation.runner import DEFAULT_METRICS, EvalSetup, evaluate_scores, prepare
+    from crossrank.evaluation.runner import DEFAULT_METRICS, EvalSetup, compare_reports, evaluate_scores, prepare
 
     if args.depth < 1:
         raise InvalidInputError(f"--depth must be >= 1; received {args.depth}")
     if not 0.0 <= args.max_false_evidence <= 1.0:
         raise InvalidInputError(f"--max-false-evidence must be in [0, 1]; received {args.max_false_evidence}")
+    baseline = _read_report(args.compare) if args.compare is not None else None
     metrics = tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
     reranker = reranker_from_args(args, calibration=args.calibration)
     setup = EvalSetup(split=args.split, candidates=args.candidates, depth=args.depth, rrf_k0=args.rrf_k0,
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         threshold = None
     report = evaluate_scores(scored, reranker.calibration, metrics=metrics, threshold=threshold,
                              max_false_evidence=args.max_false_evidence)
+    if baseline is not None:
+        report["comparison"] = compare_reports(report, baseline)
     if args.note:
         report["note"] = args.note.strip()
     files = write_report(report, args.out, plots=not args.no_plots)
@@ -81,3 +86,19 @@ def run(args: argparse.Namespace) -> int:
         write_section(args.benchmark_section, summary, path=args.benchmarks_file)
         sys.stdout.write(f"updated section {args.benchmark_section} of {args.benchmarks_file}\n")
     return 0
+
+
+def _read_report(path: Path) -> dict:
+    import json
+
+    from crossrank.errors import InvalidInputError
+
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(f"--compare: no report at {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"--compare: {path} is not a JSON report ({exc})") from None
+    if not isinstance(report, dict) or "per_query" not in report:
+        raise InvalidInputError(f"--compare: {path} is not a crossrank eval report with per-query values (expected a 'per_query' object)")
+    return report

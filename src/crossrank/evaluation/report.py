@@ -129,6 +129,15 @@ def markdown_summary(report: dict[str, Any]) -> str:
                 f"({sig['bootstrap']['queries']} queries)."
             )
             lines.append("")
+        comparison = report.get("comparison")
+        if comparison:
+            lines.append(
+                f"{comparison['metric']} vs {comparison['baseline']}: {comparison['bootstrap']['mean_a']:.4f} -> "
+                f"{comparison['bootstrap']['mean_b']:.4f}, difference {comparison['bootstrap']['difference']:+.4f}, "
+                f"paired bootstrap p = {comparison['bootstrap']['p_value']:.4f}, randomization p = "
+                f"{comparison['randomization']['p_value']:.4f} ({comparison['bootstrap']['queries']} queries)."
+            )
+            lines.append("")
     abstention = report.get("abstention")
     if abstention:
         lines.append(f"Abstention: {abstention['answerable']} answerable and {abstention['unanswerable']} no-answer queries.")

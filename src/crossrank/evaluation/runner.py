@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "EvalSetup",
     "ScoredSplit",
+    "compare_reports",
     "decide",
     "evaluate_scores",
     "fit_calibration",
@@ -238,6 +239,7 @@ def evaluate_scores(
         headline = metrics[0]
         a = per_query_metric(qrels, first_stage, headline)
         b = per_query_metric(qrels, final, headline)
+        report["per_query"] = {headline: b}
         report["significance"] = {
             "metric": headline,
             "baseline": f"first stage ({scored.setup.candidates})",
@@ -294,6 +296,36 @@ def evaluate_scores(
     else:
         report["calibration"]["ece"] = None
     return report
+
+
+def compare_reports(report: Mapping[str, Any], baseline: Mapping[str, Any], *, samples: int = 10_000) -> dict[str, Any]:
+    """Paired tests of ``report`` against another ``crossrank eval`` report on the same queries.
+
+    Both reports must come from the same dataset, split and query set and hold per-query values of
+    the same headline metric (reports written since per-query values were added do).
+
+    Raises:
+        InvalidInputError: the reports cannot be paired (different split, metric or queries).
+    """
+    if report.get("split") != baseline.get("split"):
+        raise InvalidInputError(f"--compare needs a report of the same split; received {baseline.get('split')!r}, expected {report.get('split')!r}")
+    ours, theirs = report.get("per_query") or {}, baseline.get("per_query") or {}
+    if not ours:
+        raise InvalidInputError("this run has no per-query metric values to compare (the split has no qrels)")
+    metric = next(iter(ours))
+    if metric not in theirs:
+        raise InvalidInputError(
+            f"--compare needs per-query {metric} values in the baseline report; it has {sorted(theirs) or 'none'} "
+            "(rerun that evaluation with --cached-only to add them)"
+        )
+    a, b = theirs[metric], ours[metric]
+    return {
+        "metric": metric,
+        "baseline": f"{baseline.get('scorer', {}).get('model', 'baseline')} ({baseline.get('setup', {}).get('candidates', '?')} "
+                    f"depth {baseline.get('setup', {}).get('depth', '?')}, max_length {baseline.get('scorer', {}).get('max_length', '?')})",
+        "bootstrap": paired_bootstrap(a, b, samples=samples).to_dict(),
+        "randomization": randomization_test(a, b, samples=samples).to_dict(),
+    }
 
 
 def fit_calibration(

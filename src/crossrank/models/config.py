@@ -16,7 +16,7 @@ __all__ = ["ModelConfig", "MODEL_CONFIG_FILENAME", "QUANTIZATION_KINDS"]
 MODEL_CONFIG_FILENAME = "crossrank.json"
 MODEL_CONFIG_FORMAT = "crossrank-model"
 MODEL_CONFIG_VERSION = 1
-QUANTIZATION_KINDS = ("none", "dynamic-int8", "per-token-int8")
+QUANTIZATION_KINDS = ("none", "dynamic-int8", "per-token-int8", "static-int8")
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
 _TORCH_WEIGHTS = ("model.safetensors",)
 
@@ -33,7 +33,8 @@ class ModelConfig:
         tokenizer_file: Relative path of ``tokenizer.json``.
         max_length: Longest input the model accepts, in tokens.
         quantization: ``"none"``, ``"dynamic-int8"`` (one activation scale per tensor: not
-            batch-invariant, so the engine scores pairs one by one) or ``"per-token-int8"``.
+            batch-invariant, so the engine scores pairs one by one), ``"per-token-int8"`` or
+            ``"static-int8"`` (activation ranges fixed from calibration data; batch-invariant).
         license: SPDX id of the weights' license.
         origin: Where the files came from.
         files: Expected sha256 of files, checked on load.
