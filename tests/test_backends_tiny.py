@@ -63,3 +63,38 @@ def test_dynamic_int8_graph_is_rewritten_and_batch_invariant(tiny_int8_model_dir
     # And the unmodified per-tensor graph really is batch-dependent, which is why the rewrite exists.
     assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(str(tiny_int8_model_dir / "model.onnx")).graph.node)
     del ort
+
+
+def test_per_tensor_activation_quantization_scores_each_pair_alone(tiny_int8_model_dir: Path) -> None:
+    pairs = _pairs()
+    per_tensor = Reranker(str(tiny_int8_model_dir), batch_size=32, backend_options={"activation_quantization": "per-tensor"}).warm_up()
+    backend = per_tensor._load()[0]
+    assert backend.quantization == "dynamic-int8" and not backend.batch_invariant
+    batched = per_tensor.score(pairs, raw=True)
+    alone = np.array([per_tensor.score([p], raw=True)[0] for p in pairs])
+    assert batched.tolist() == alone.tolist()  # each pair runs on its own, unpadded: identical, not just close
+    per_token = Reranker(str(tiny_int8_model_dir), batch_size=32).score(pairs, raw=True)
+    assert not np.allclose(batched, per_token, atol=1e-7), "the option must load a differently quantized graph"
+    # Two quantizations of the same weights: close, though one scale per tensor is coarser.
+    assert np.corrcoef(batched, per_token)[0, 1] > 0.95
+    stats = per_tensor.rerank(QUERIES[0], DOCS).stats
+    assert len(stats.batches) == len(DOCS) and all(shape.rows == 1 for shape in stats.batches)
+
+
+def test_activation_quantization_option_is_validated(tiny_int8_model_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from crossrank.errors import ConfigurationError
+    from crossrank.models.config import ModelConfig
+
+    with pytest.raises(ConfigurationError, match="activation_quantization must be one of \\('per-token', 'per-tensor'\\); received 'per-row'"):
+        Reranker(str(tiny_int8_model_dir), backend_options={"activation_quantization": "per-row"}).warm_up()
+    # A folder whose graph is already per token and that records no original graph cannot go back.
+    folder = tmp_path / "per-token-only"
+    shutil.copytree(tiny_int8_model_dir, folder)
+    ModelConfig(name="tiny", onnx_file="model.onnx", quantization="per-token-int8").save(folder)
+    with pytest.raises(ConfigurationError, match="records no hash-pinned original graph"):
+        Reranker(str(folder), backend_options={"activation_quantization": "per-tensor"}).warm_up()
+    # A float graph has nothing to quantize: the option leaves it as it is.
+    fp32 = Reranker(str(tiny_model_dir), backend="onnx", backend_options={"activation_quantization": "per-tensor"}).warm_up()
+    assert fp32._load()[0].quantization == "none"

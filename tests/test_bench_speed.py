@@ -32,6 +32,43 @@ def test_reduced_speed_benchmark_writes_its_section(tmp_path: Path, scifact_dir:
     assert "- Command:" in section and "- Machine:" in section
 
 
+def test_reduced_speed_benchmark_measures_the_graph_levers(tmp_path: Path, scifact_dir: Path, embedded_model_dir: Path) -> None:
+    output = tmp_path / "BENCHMARKS.md"
+    configs = "crossrank-pertensor,crossrank-select-pertensor@128,crossrank-static,onnx-fp32,onnx-fp32-fused"
+    done = subprocess.run(
+        [sys.executable, "-m", "crossrank", "bench", "speed", "--data", str(scifact_dir), "--queries", "2", "--depth", "3",
+         "--configs", configs, "--repeats", "1", "--latency-runs", "1", "--no-cold-start", "--output", str(output),
+         "--section", "speed-levers"],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr
+    section = output.read_text().split("<!-- section:speed-levers -->")[1]
+    labels = ("shipped per-tensor activation quantization", "per-tensor, one pair per call, query-aware sentence selection, max_length 128",
+              "static int8 ONNX (QDQ", "fp32 ONNX export of the imported weights", "transformer fusions")
+    for label in labels:
+        row = next(line for line in section.splitlines() if label in line)
+        assert float(row.split("|")[2].split()[0]) > 0
+        assert 0.0 <= float(row.split("|")[6]) <= 1.0  # nDCG@10 of the configuration's own scores
+
+
+def test_per_tensor_embedded_model_is_the_shipped_graph_scored_pair_by_pair(embedded_model_dir: Path) -> None:
+    import numpy as np
+
+    from crossrank import Reranker
+
+    pairs = [("how many people live in berlin", "Berlin has 3.5 million inhabitants."),
+             ("how many people live in berlin", "Paris is the capital of France, a country in Europe with a long history."),
+             ("what causes rain", "Rain forms when water vapour condenses into droplets heavy enough to fall.")]
+    per_tensor = Reranker(str(embedded_model_dir), backend_options={"activation_quantization": "per-tensor"}).warm_up()
+    assert per_tensor._load()[0].quantization == "dynamic-int8"
+    together = per_tensor.score(pairs, raw=True)
+    assert together.tolist() == [per_tensor.score([p], raw=True)[0] for p in pairs]
+    per_token = Reranker(str(embedded_model_dir)).score(pairs, raw=True)
+    assert not np.allclose(together, per_token, atol=1e-6)
+    assert np.abs(together - per_token).max() < 0.5  # the same int8 weights, a coarser activation scale
+    assert together[0] > together[1]
+
+
 def test_ndcg_of_a_perfect_and_a_reversed_ranking() -> None:
     workload = Workload(["q"], ["query"], [["a", "b", "c"]], [["x", "y", "z"]], {"q": {"a": 1}})
     assert _ndcg10(workload, [[3.0, 2.0, 1.0]]) == pytest.approx(1.0)

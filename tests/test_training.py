@@ -472,7 +472,7 @@ def test_static_quantization_settings_are_validated() -> None:
 def test_regression_gate_fails_loudly_for_a_degraded_int8_model(finished_run: Any, tmp_path: Path, synthetic: dict[str, Path]) -> None:
     from crossrank.training.export import (
         RegressionGateError,
-        _onnx_folder,
+        onnx_model_folder,
         export_onnx,
         quantize_int8,
         regression_gate,
@@ -491,7 +491,7 @@ def test_regression_gate_fails_loudly_for_a_degraded_int8_model(finished_run: An
     save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
     fp32 = export_onnx(broken, tmp_path / "broken-fp32.onnx")
     quantize_int8(fp32, tmp_path / "broken-int8.onnx")
-    int8_dir = _onnx_folder(tmp_path / "int8", tmp_path / "broken-int8.onnx", broken / "tokenizer.json", "dynamic-int8")
+    int8_dir = onnx_model_folder(tmp_path / "int8", tmp_path / "broken-int8.onnx", broken / "tokenizer.json", "dynamic-int8")
     with pytest.raises(RegressionGateError, match="regression gate failed"):
         regression_gate(run_dir / "export" / "fp32", int8_dir, data, candidates, tolerance=0.01, max_length=48)
     # The same comparison against the run's own int8 model passes.

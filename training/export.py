@@ -30,6 +30,7 @@ __all__ = [
     "finish_run",
     "fit_dev_calibration",
     "quantize_int8",
+    "onnx_model_folder",
     "quantize_int8_static",
     "regression_gate",
 ]
@@ -150,7 +151,8 @@ def _static_calibration_pairs(data: Any, train_qids: Sequence[str], count: int, 
     return pairs[:count]
 
 
-def _onnx_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantization: str) -> Path:
+def onnx_model_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantization: str) -> Path:
+    """A folder that ``Reranker(model=folder)`` loads: the graph, its tokenizer and ``crossrank.json``."""
     from crossrank.models.config import ModelConfig
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -315,7 +317,7 @@ def finish_run(
     if config.export_onnx:
         export_dir = run_dir / "export"
         fp32 = export_onnx(best, export_dir / "fp32" / "model.onnx")
-        _onnx_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none")
+        onnx_model_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none")
         onnx_file = "model.onnx"
         if config.quantize:
             if config.quantization == "static":
@@ -327,7 +329,7 @@ def finish_run(
             else:
                 quantize_int8(fp32, tmp / "model.onnx")
                 quantization = "dynamic-int8"
-            _onnx_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization)
+            onnx_model_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization)
             metrics["quantization"] = quantization
             try:
                 gate = regression_gate(

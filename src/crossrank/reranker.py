@@ -872,7 +872,7 @@ class Reranker:
                     "revision": config.revision,
                     "files": config.files,
                     "weights": weights,
-                    "quantization": config.quantization,
+                    "quantization": getattr(backend, "quantization", config.quantization),
                     "backend": backend.name,
                     "device": self.device,
                     "calibrator": calibration.calibrator.to_dict(),

@@ -17,7 +17,15 @@ __all__ = ["OnnxBackend"]
 
 logger = logging.getLogger(__name__)
 
-_OPTION_KEYS = {"num_threads", "inter_op_num_threads", "session_options", "providers", "graph_optimization_level"}
+_OPTION_KEYS = {
+    "num_threads",
+    "inter_op_num_threads",
+    "session_options",
+    "providers",
+    "graph_optimization_level",
+    "activation_quantization",
+}
+ACTIVATION_QUANTIZATION = ("per-token", "per-tensor")
 
 
 class OnnxBackend:
@@ -26,11 +34,22 @@ class OnnxBackend:
     Options (``Reranker(backend_options=...)``): ``num_threads`` (intra-op threads),
     ``inter_op_num_threads``, ``session_options`` (a mapping of ``SessionOptions`` attributes),
     ``providers`` (explicit provider list), ``graph_optimization_level`` (``"all"``,
-    ``"extended"``, ``"basic"``, ``"disable"``).
+    ``"extended"``, ``"basic"``, ``"disable"``), ``activation_quantization`` (see below).
 
     Dynamically quantized graphs are rewritten to per-token quantization on load (see
     :mod:`crossrank.quantization`) so scores are batch-invariant; if a graph cannot be
     rewritten, the backend reports ``batch_invariant = False`` and the engine scores rows alone.
+
+    ``activation_quantization="per-tensor"`` keeps the graph's own per-tensor dynamic
+    quantization instead (for the embedded model: the shipped graph recorded as
+    ``extra["original_graph"]``) and lets ONNX Runtime fuse it into its integer matrix
+    products. Rows are then scored one at a time and without padding, so a pair's score still
+    depends on nothing but the pair; it is faster on CPU, where batching does not pay, but its
+    logits differ slightly from the per-token graph's, which the packaged calibration was fitted on.
+
+    Example:
+        >>> from crossrank import Reranker
+        >>> fast = Reranker(backend="onnx", backend_options={"activation_quantization": "per-tensor"})
     """
 
     name = "onnx"
@@ -68,11 +87,16 @@ class OnnxBackend:
                 raise ConfigurationError(f"onnxruntime.SessionOptions has no attribute {key!r}")
             setattr(session_options, key, value)
         providers = options.get("providers") or _providers_for(device, ort.get_available_providers())
+        activation = options.get("activation_quantization", "per-token")
+        if activation not in ACTIVATION_QUANTIZATION:
+            raise ConfigurationError(f"activation_quantization must be one of {ACTIVATION_QUANTIZATION}; received {activation!r}")
 
         self.batch_invariant = True
         self.quantization = config.quantization
         model_source: str | bytes = str(path)
-        if config.quantization in ("none", "dynamic-int8"):
+        if activation == "per-tensor":
+            model_source, self.quantization = _per_tensor_graph(model_dir, config, path)
+        elif config.quantization in ("none", "dynamic-int8"):
             model_source, self.quantization = _prepare_graph(path, config.quantization)
         disabled: list[str] = []
         if self.quantization == "per-token-int8":
@@ -122,6 +146,29 @@ def _providers_for(device: str, available: list[str]) -> list[str]:
         device_id = int(device.split(":", 1)[1]) if ":" in device else 0
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]  # type: ignore[list-item]
     raise ConfigurationError(f"device must be 'cpu', 'cuda' or 'cuda:N'; received {device!r}")
+
+
+def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple[str, str]:
+    """The graph with its per-tensor dynamic quantization, and its kind."""
+    import onnx
+
+    from crossrank.quantization import has_dynamic_quantization
+
+    if config.quantization == "per-token-int8":
+        original = config.extra.get("original_graph")
+        if not isinstance(original, str) or original not in config.files:
+            # Only a graph whose sha256 is recorded (and so inside the folder) may be loaded.
+            raise ConfigurationError(
+                f"activation_quantization='per-tensor': model {config.name} holds a per-token graph and records no "
+                f"hash-pinned original graph (crossrank.json extra.original_graph listed in files); received {original!r}"
+            )
+        path = Path(model_dir) / original
+        config.verify(model_dir, only=(original,))
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors are untyped
+        raise ModelIntegrityError(f"cannot parse ONNX model {path}: {exc}") from None
+    return str(path), ("dynamic-int8" if has_dynamic_quantization(model) else "none")
 
 
 def _prepare_graph(path: Path, declared: str) -> tuple[str | bytes, str]:

@@ -28,12 +28,29 @@ from crossrank.errors import InvalidInputError
 
 __all__ = ["register", "CONFIGURATIONS", "run_speed_benchmark"]
 
-CONFIGURATIONS = ("crossrank", "crossrank-select", "crossrank-cascade", "crossrank-torch", "sentence-transformers", "flashrank")
+CONFIGURATIONS = (
+    "crossrank",
+    "crossrank-select",
+    "crossrank-pertensor",
+    "crossrank-select-pertensor",
+    "crossrank-cascade",
+    "crossrank-static",
+    "onnx-fp32",
+    "onnx-fp32-fused",
+    "crossrank-torch",
+    "sentence-transformers",
+    "flashrank",
+)
 DEFAULT_CONFIGURATIONS = ("crossrank", "crossrank-torch", "sentence-transformers", "flashrank")
 _DESCRIPTIONS = {
     "crossrank": "crossrank default: int8 ONNX (per-token), length-sorted token-budget batches",
     "crossrank-select": "crossrank int8 ONNX, query-aware sentence selection (long_documents='select')",
+    "crossrank-pertensor": "crossrank int8 ONNX, shipped per-tensor activation quantization (fused), one pair per call",
+    "crossrank-select-pertensor": "crossrank int8 ONNX per-tensor, one pair per call, query-aware sentence selection",
     "crossrank-cascade": "crossrank int8 ONNX cascade: all candidates at 64 tokens (select), top 10 re-scored",
+    "crossrank-static": "static int8 ONNX (QDQ, per-channel weights, activation ranges from 64 train-split pairs) of the imported weights",
+    "onnx-fp32": "fp32 ONNX export of the imported weights, ONNX Runtime's own graph optimizations",
+    "onnx-fp32-fused": "fp32 ONNX export with ONNX Runtime transformer fusions (Attention, SkipLayerNorm, BiasGelu)",
     "crossrank-torch": "crossrank, PyTorch backend, fp32 weights imported from the int8 graph",
     "sentence-transformers": "sentence-transformers CrossEncoder, torch fp32, same imported weights",
     "flashrank": "FlashRank 0.2.x on the shipped int8 graph (per-tensor), one padded call per query",
@@ -106,6 +123,71 @@ def imported_fp32_model(model_dir: Path) -> Path:
     return target
 
 
+def exported_graph(model_dir: Path, kind: str, *, data_dir: Path, max_length: int) -> Path:
+    """A model folder (cached) holding the imported weights as an ONNX graph of ``kind``.
+
+    ``fp32`` is the plain export, ``fp32-fused`` the same graph through ONNX Runtime's transformer
+    optimizer, ``static`` a static int8 quantization whose activation ranges come from 64
+    seeded (claim, passage) pairs of the dataset's *train* split (never the test queries the
+    benchmark scores).
+    """
+    from crossrank.models.files import crossrank_home
+    from crossrank.training.export import export_onnx, onnx_model_folder
+
+    imported = imported_fp32_model(model_dir)
+    root = crossrank_home() / "bench" / "graphs" / model_dir.name
+    suffix = f"-{max_length}" if kind == "static" else ""
+    target = root / f"{kind}{suffix}"
+    if (target / "crossrank.json").is_file():
+        return target
+    fp32 = root / "fp32"
+    if not (fp32 / "crossrank.json").is_file():
+        export_onnx(imported, root / "fp32.onnx.tmp")
+        onnx_model_folder(fp32, root / "fp32.onnx.tmp", imported / "tokenizer.json", "none")
+        (root / "fp32.onnx.tmp").unlink()
+    if kind == "fp32":
+        return fp32
+    if kind == "fp32-fused":
+        import json as _json
+
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        hf = _json.loads((imported / "config.json").read_text())
+        optimized = optimize_model(str(fp32 / "model.onnx"), model_type="bert", num_heads=hf["num_attention_heads"],
+                                   hidden_size=hf["hidden_size"], opt_level=1)
+        target.mkdir(parents=True, exist_ok=True)
+        optimized.save_model_to_file(str(target / "model.onnx"))
+        return onnx_model_folder(target, target / "model.onnx", imported / "tokenizer.json", "none")
+    if kind == "static":
+        from crossrank.training.export import calibration_feeds, quantize_int8_static
+
+        target.mkdir(parents=True, exist_ok=True)
+        pairs = _train_pairs(data_dir, count=64)
+        quantize_int8_static(fp32 / "model.onnx", target / "model.onnx", calibration_feeds(imported / "tokenizer.json", pairs, max_length))
+        return onnx_model_folder(target, target / "model.onnx", imported / "tokenizer.json", "static-int8")
+    raise InvalidInputError(f"unknown graph kind {kind!r}; expected fp32, fp32-fused or static")
+
+
+def _train_pairs(data_dir: Path, *, count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Seeded (query, relevant passage) and (query, random passage) pairs from the train split."""
+    import random
+
+    from crossrank.evaluation.datasets import load_dataset
+
+    dataset = load_dataset(data_dir)
+    qrels = dataset.qrels("train")
+    rng = random.Random(seed)
+    query_ids = sorted(q for q, judged in qrels.items() if any(v > 0 for v in judged.values()))
+    doc_ids = sorted(dataset.corpus)
+    pairs: list[tuple[str, str]] = []
+    for query_id in rng.sample(query_ids, min(len(query_ids), (count + 1) // 2)):
+        relevant = sorted(d for d, v in qrels[query_id].items() if v > 0 and d in dataset.corpus)
+        if relevant:
+            pairs.append((dataset.queries[query_id], dataset.document(rng.choice(relevant))))
+        pairs.append((dataset.queries[query_id], dataset.document(rng.choice(doc_ids))))
+    return pairs[:count]
+
+
 def flashrank_folder(model_dir: Path, workdir: Path) -> Path:
     """A FlashRank cache folder pointing at the shipped (unmodified) int8 graph."""
     folder = workdir / "ms-marco-MiniLM-L-12-v2"
@@ -141,14 +223,17 @@ def describe_configuration(spec: str, default_length: int) -> str:
     return f"{_DESCRIPTIONS[name]}, max_length {length}"
 
 
-def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path) -> Scorer:
+def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, data_dir: Path = Path("../shared/data/scifact")) -> Scorer:
     """Load one configuration (``name`` or ``name@max_length``); return ``score(query, texts)``."""
     name, max_length = parse_configuration(spec, max_length)
-    if name in ("crossrank", "crossrank-select"):
+    if name in ("crossrank", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
         from crossrank import Reranker
 
-        mode = "select" if name == "crossrank-select" else "truncate"
-        reranker = Reranker(str(model_dir), max_length=max_length, long_documents=mode).warm_up()
+        mode = "select" if name.startswith("crossrank-select") else "truncate"
+        options = {"activation_quantization": "per-tensor"} if name.endswith("-pertensor") else {}
+        graphs = {"crossrank-static": "static", "onnx-fp32": "fp32", "onnx-fp32-fused": "fp32-fused"}
+        folder = exported_graph(model_dir, graphs[name], data_dir=data_dir, max_length=max_length) if name in graphs else model_dir
+        reranker = Reranker(str(folder), backend="onnx", max_length=max_length, long_documents=mode, backend_options=options).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name == "crossrank-cascade":
         from crossrank import Reranker
@@ -192,13 +277,14 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path) 
     raise InvalidInputError(f"unknown configuration {name!r}; expected one of {CONFIGURATIONS}")
 
 
-def _cold_start(name: str, model_dir: Path, max_length: int, workdir: Path) -> tuple[float, float]:
+def _cold_start(name: str, model_dir: Path, max_length: int, workdir: Path, data_dir: Path) -> tuple[float, float]:
     """Seconds from a fresh interpreter to the first score, and that process's peak RSS in MB."""
     code = (
         "import time; t0 = time.perf_counter()\n"
         "from pathlib import Path\n"
         "from crossrank.benchmarks.speed import build_scorer\n"
-        f"score = build_scorer({name!r}, model_dir=Path({str(model_dir)!r}), max_length={max_length}, workdir=Path({str(workdir)!r}))\n"
+        f"score = build_scorer({name!r}, model_dir=Path({str(model_dir)!r}), max_length={max_length}, workdir=Path({str(workdir)!r}), "
+        f"data_dir=Path({str(data_dir)!r}))\n"
         "score('what is the capital of france', ['Paris is the capital of France.'])\n"
         # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak.
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
@@ -235,7 +321,7 @@ def run_speed_benchmark(
     workload = load_workload(data_dir, queries=queries, depth=depth)
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as tmp:
         results, extra = _measure(
-            Path(tmp), model_dir, workload, configurations, depth=depth, max_length=max_length,
+            Path(tmp), model_dir, workload, configurations, data_dir=data_dir, depth=depth, max_length=max_length,
             repeats=repeats, latency_runs=latency_runs, cold_start=cold_start, log=log,
         )
     return results, extra, workload
@@ -247,6 +333,7 @@ def _measure(
     workload: Workload,
     configurations: Sequence[str],
     *,
+    data_dir: Path,
     depth: int,
     max_length: int,
     repeats: int,
@@ -255,7 +342,7 @@ def _measure(
     log: Callable[[str], None],
 ) -> tuple[list[ConfigResult], dict[str, float]]:
     log(f"{len(workload.queries)} queries x {depth} candidates = {workload.pairs} pairs, max_length {max_length}")
-    scorers = {name: build_scorer(name, model_dir=model_dir, max_length=max_length, workdir=workdir) for name in configurations}
+    scorers = {name: build_scorer(name, model_dir=model_dir, max_length=max_length, workdir=workdir, data_dir=data_dir) for name in configurations}
     results = {name: ConfigResult(name) for name in configurations}
     for name, scorer in scorers.items():  # warm-up call outside the timed runs
         scorer(workload.queries[0], workload.texts[0][:2])
@@ -284,7 +371,7 @@ def _measure(
     if cold_start:
         del scorers
         for name in configurations:
-            results[name].cold_start_s, results[name].peak_rss_mb = _cold_start(name, model_dir, max_length, workdir)
+            results[name].cold_start_s, results[name].peak_rss_mb = _cold_start(name, model_dir, max_length, workdir, data_dir)
             log(f"cold start {name}: {results[name].cold_start_s:.2f} s, {results[name].peak_rss_mb:.0f} MB")
         extra["import_crossrank_s"] = _import_time()
     return list(results.values()), extra

@@ -46,7 +46,7 @@ def scorer_settings(reranker: Any) -> dict[str, Any]:
     """Everything about a :class:`~crossrank.Reranker` that can change a raw score."""
     config = reranker.model_config
     max_length = reranker.max_length or config.max_length
-    return {
+    settings: dict[str, Any] = {
         "model": reranker.model_id,
         "backend": reranker.backend_name,
         "max_length": max_length,
@@ -56,6 +56,11 @@ def scorer_settings(reranker: Any) -> dict[str, Any]:
         "window_pooling": reranker.window_pooling if reranker.long_documents == "window" else None,
         "max_windows": reranker.max_windows if reranker.long_documents == "window" else None,
     }
+    activation = reranker.backend_options.get("activation_quantization")
+    if activation not in (None, "per-token"):
+        # Added only when it differs from the default, so caches of default runs keep their keys.
+        settings["activation_quantization"] = activation
+    return settings
 
 
 class ScoreCache:
