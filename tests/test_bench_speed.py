@@ -32,9 +32,10 @@ def test_reduced_speed_benchmark_writes_its_section(tmp_path: Path, scifact_dir:
     assert "- Command:" in section and "- Machine:" in section
 
 
-def test_reduced_speed_benchmark_measures_the_graph_levers(tmp_path: Path, scifact_dir: Path, embedded_model_dir: Path) -> None:
+def test_reduced_speed_benchmark_measures_the_graph_levers(tmp_path: Path, scifact_dir: Path, embedded_model_dir: Path,
+                                                          tiny_model_dir: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
-    configs = "crossrank-pertensor,crossrank-select-pertensor@128,crossrank-static,onnx-fp32,onnx-fp32-fused"
+    configs = f"crossrank-pertensor,crossrank-select-pertensor@128,crossrank-static,onnx-fp32,onnx-fp32-fused,model-select={tiny_model_dir}@64"
     done = subprocess.run(
         [sys.executable, "-m", "crossrank", "bench", "speed", "--data", str(scifact_dir), "--queries", "2", "--depth", "3",
          "--configs", configs, "--repeats", "1", "--latency-runs", "1", "--no-cold-start", "--output", str(output),
@@ -44,7 +45,8 @@ def test_reduced_speed_benchmark_measures_the_graph_levers(tmp_path: Path, scifa
     assert done.returncode == 0, done.stderr
     section = output.read_text().split("<!-- section:speed-levers -->")[1]
     labels = ("shipped per-tensor activation quantization", "per-tensor, one pair per call, query-aware sentence selection, max_length 128",
-              "static int8 ONNX (QDQ", "fp32 ONNX export of the imported weights", "transformer fusions")
+              "static int8 ONNX (QDQ", "fp32 ONNX export of the imported weights", "transformer fusions",
+              f"model folder `{tiny_model_dir}`, query-aware sentence selection, max_length 64")
     for label in labels:
         row = next(line for line in section.splitlines() if label in line)
         assert float(row.split("|")[2].split()[0]) > 0
@@ -67,6 +69,22 @@ def test_per_tensor_embedded_model_is_the_shipped_graph_scored_pair_by_pair(embe
     assert not np.allclose(together, per_token, atol=1e-6)
     assert np.abs(together - per_token).max() < 0.5  # the same int8 weights, a coarser activation scale
     assert together[0] > together[1]
+
+
+def test_configuration_names_and_model_folders_are_parsed(tmp_path: Path) -> None:
+    from crossrank.benchmarks.speed import describe_configuration, parse_configuration
+    from crossrank.errors import InvalidInputError
+
+    assert parse_configuration("crossrank-select@128", 256) == ("crossrank-select", 128)
+    assert parse_configuration("flashrank", 256) == ("flashrank", 256)
+    assert parse_configuration(f"model={tmp_path}@96", 256) == (f"model={tmp_path}", 96)
+    assert describe_configuration(f"model={tmp_path}", 256) == f"crossrank int8 ONNX on model folder `{tmp_path}`, max_length 256"
+    with pytest.raises(InvalidInputError, match="expected model=FOLDER with an existing model folder"):
+        parse_configuration(f"model={tmp_path / 'missing'}", 256)
+    with pytest.raises(InvalidInputError, match="max_length after '@' must be an integer >= 16"):
+        parse_configuration("crossrank@8", 256)
+    with pytest.raises(InvalidInputError, match="unknown configuration 'bert'"):
+        parse_configuration("bert", 256)
 
 
 def test_ndcg_of_a_perfect_and_a_reversed_ranking() -> None:

@@ -206,11 +206,24 @@ def flashrank_folder(model_dir: Path, workdir: Path) -> Path:
     return workdir
 
 
+MODEL_PREFIXES = ("model=", "model-select=")
+
+
 def parse_configuration(spec: str, default_length: int) -> tuple[str, int]:
-    """``"name"`` or ``"name@max_length"`` -> (name, max_length)."""
-    name, _, length = spec.partition("@")
-    if name not in CONFIGURATIONS:
-        raise InvalidInputError(f"unknown configuration {name!r}; expected one of {CONFIGURATIONS} (optionally @max_length)")
+    """``"name"``, ``"name@max_length"`` or ``"model=FOLDER[@max_length]"`` -> (name, max_length).
+
+    ``model=FOLDER`` (or ``model-select=FOLDER`` for sentence selection) scores with crossrank's
+    ONNX path on another model folder, e.g. a distilled student beside its teacher.
+    """
+    name, _, length = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    if name.startswith(MODEL_PREFIXES):
+        folder = name.partition("=")[2]
+        if not folder or not Path(folder).is_dir():
+            raise InvalidInputError(f"configuration {spec!r}: expected model=FOLDER with an existing model folder")
+    elif name not in CONFIGURATIONS:
+        raise InvalidInputError(
+            f"unknown configuration {name!r}; expected one of {CONFIGURATIONS} or model=FOLDER (optionally @max_length)"
+        )
     if not length:
         return name, default_length
     if not length.isdigit() or int(length) < 16:
@@ -220,12 +233,23 @@ def parse_configuration(spec: str, default_length: int) -> tuple[str, int]:
 
 def describe_configuration(spec: str, default_length: int) -> str:
     name, length = parse_configuration(spec, default_length)
+    if name.startswith(MODEL_PREFIXES):
+        kind, _, folder = name.partition("=")
+        mode = ", query-aware sentence selection" if kind == "model-select" else ""
+        return f"crossrank int8 ONNX on model folder `{folder}`{mode}, max_length {length}"
     return f"{_DESCRIPTIONS[name]}, max_length {length}"
 
 
 def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, data_dir: Path = Path("../shared/data/scifact")) -> Scorer:
     """Load one configuration (``name`` or ``name@max_length``); return ``score(query, texts)``."""
     name, max_length = parse_configuration(spec, max_length)
+    if name.startswith(MODEL_PREFIXES):
+        from crossrank import Reranker
+
+        kind, _, folder = name.partition("=")
+        reranker = Reranker(folder, backend="onnx", max_length=max_length,
+                            long_documents="select" if kind == "model-select" else "truncate").warm_up()
+        return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name in ("crossrank", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
         from crossrank import Reranker
 
@@ -414,7 +438,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--configs",
         default=",".join(DEFAULT_CONFIGURATIONS),
-        help=f"comma-separated names from {','.join(CONFIGURATIONS)}, each optionally NAME@MAX_LENGTH",
+        help=f"comma-separated names from {','.join(CONFIGURATIONS)} or model=FOLDER / model-select=FOLDER, each optionally NAME@MAX_LENGTH",
     )
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--depth", type=int, default=25, help="BM25 candidates per query")
