@@ -150,8 +150,6 @@ def _providers_for(device: str, available: list[str]) -> list[str]:
 
 def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple[str, str]:
     """The graph with its per-tensor dynamic quantization, and its kind."""
-    import onnx
-
     from crossrank.quantization import has_dynamic_quantization
 
     if config.quantization == "per-token-int8":
@@ -164,23 +162,23 @@ def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple
             )
         path = Path(model_dir) / original
         config.verify(model_dir, only=(original,))
+    return str(path), ("dynamic-int8" if has_dynamic_quantization(_load_graph(path)) else "none")
+
+
+def _load_graph(path: Path) -> object:
+    import onnx
+
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf decode errors are untyped
         raise ModelIntegrityError(f"cannot parse ONNX model {path}: {exc}") from None
-    return str(path), ("dynamic-int8" if has_dynamic_quantization(model) else "none")
 
 
 def _prepare_graph(path: Path, declared: str) -> tuple[str | bytes, str]:
     """Rewrite dynamic quantization per token when the graph has it; return source and kind."""
-    import onnx
-
     from crossrank.quantization import PerTokenRewriteError, has_dynamic_quantization, rewrite_per_token
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf decode errors are untyped
-        raise ModelIntegrityError(f"cannot parse ONNX model {path}: {exc}") from None
+    model = _load_graph(path)
     if not has_dynamic_quantization(model):
         return str(path), "none"
     try:

@@ -148,11 +148,9 @@ def exported_graph(model_dir: Path, kind: str, *, data_dir: Path, max_length: in
     if kind == "fp32":
         return fp32
     if kind == "fp32-fused":
-        import json as _json
-
         from onnxruntime.transformers.optimizer import optimize_model
 
-        hf = _json.loads((imported / "config.json").read_text())
+        hf = json.loads((imported / "config.json").read_text())
         optimized = optimize_model(str(fp32 / "model.onnx"), model_type="bert", num_heads=hf["num_attention_heads"],
                                    hidden_size=hf["hidden_size"], opt_level=1)
         target.mkdir(parents=True, exist_ok=True)
