@@ -73,7 +73,7 @@ class CrossRankRanker:
         top_k: int | None = None,
         score_threshold: float | str | None = None,
         max_length: int | None = None,
-        long_documents: str = "truncate",
+        long_documents: str = "select",
         window_pooling: str = "max",
         max_windows: int = 8,
         batch_size: int = 32,

@@ -70,7 +70,7 @@ class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
     backend: str = "auto"
     device: str = "cpu"
     max_length: int | None = None
-    long_documents: str = "truncate"
+    long_documents: str = "select"
     window_pooling: str = "max"
     max_windows: int = 8
     batch_size: int = 32

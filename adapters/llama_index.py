@@ -75,7 +75,7 @@ class CrossRankRerank(SharedEngineMixin, BaseNodePostprocessor):
     backend: str = Field(default="auto")
     device: str = Field(default="cpu")
     max_length: int | None = Field(default=None)
-    long_documents: str = Field(default="truncate")
+    long_documents: str = Field(default="select")
     window_pooling: str = Field(default="max")
     max_windows: int = Field(default=8)
     batch_size: int = Field(default=32)

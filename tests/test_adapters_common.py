@@ -225,7 +225,7 @@ def test_ranking_matches_the_core_with_scores_and_metadata(
     ranked = driver.call(adapter, MOUNTAIN_QUESTION, driver.wrap(CORPUS, METADATA))
     assert ranked == _expected(embedded_reranker, MOUNTAIN_QUESTION, top_k=3, threshold=None)
     assert ranked[0].text == CORPUS[MOUNTAIN_ANSWER]
-    assert ranked[0].score > 0.9 > ranked[1].score
+    assert ranked[0].score > 0.5 > ranked[1].score  # the answer is likely, the runner-up is not
     for rank, item in enumerate(ranked, start=1):
         assert type(item.score) is float
         assert type(item.metadata["crossrank_score"]) is float

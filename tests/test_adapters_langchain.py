@@ -64,7 +64,7 @@ def test_compression_retriever_puts_the_answer_first(
     )
     assert documents[0].metadata["doc_id"] == METADATA[MOUNTAIN_ANSWER]["doc_id"]
     assert len(documents) == 2
-    assert documents[0].metadata["crossrank_score"] > 0.9 > documents[1].metadata["crossrank_score"]
+    assert documents[0].metadata["crossrank_score"] > 0.5 > documents[1].metadata["crossrank_score"]
     assert documents[0].id == METADATA[MOUNTAIN_ANSWER]["doc_id"]  # the id survives the copy
 
 

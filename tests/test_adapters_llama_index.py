@@ -58,7 +58,7 @@ def test_query_engine_puts_the_answer_first(
     sources = response.source_nodes
     assert sources[0].node.node_id == METADATA[MOUNTAIN_ANSWER]["doc_id"]
     assert len(sources) == 2
-    assert sources[0].score > 0.9 > sources[1].score
+    assert sources[0].score > 0.5 > sources[1].score
     assert sources[0].node.metadata["crossrank_rank"] == 1
     # The scores travel with the node but stay out of the prompt the LLM sees.
     assert "crossrank_score" not in sources[0].node.get_content(metadata_mode=MetadataMode.LLM)

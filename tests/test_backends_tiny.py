@@ -87,7 +87,7 @@ def test_activation_quantization_option_is_validated(tiny_int8_model_dir: Path, 
     from crossrank.errors import ConfigurationError
     from crossrank.models.config import ModelConfig
 
-    with pytest.raises(ConfigurationError, match="activation_quantization must be one of \\('per-token', 'per-tensor'\\); received 'per-row'"):
+    with pytest.raises(ConfigurationError, match="activation_quantization must be one of \\('auto', 'per-token', 'per-tensor'\\); received 'per-row'"):
         Reranker(str(tiny_int8_model_dir), backend_options={"activation_quantization": "per-row"}).warm_up()
     # A folder whose graph is already per token and that records no original graph cannot go back.
     folder = tmp_path / "per-token-only"
@@ -98,3 +98,57 @@ def test_activation_quantization_option_is_validated(tiny_int8_model_dir: Path, 
     # A float graph has nothing to quantize: the option leaves it as it is.
     fp32 = Reranker(str(tiny_model_dir), backend="onnx", backend_options={"activation_quantization": "per-tensor"}).warm_up()
     assert fp32._load()[0].quantization == "none"
+
+
+def test_rows_scored_alone_run_concurrently_with_identical_scores(tiny_int8_model_dir: Path) -> None:
+    from crossrank.backends.onnx_backend import usable_cores
+
+    pairs = _pairs() * 3
+    options = {"activation_quantization": "per-tensor"}
+    default = Reranker(str(tiny_int8_model_dir), backend_options=options).warm_up()
+    # One call per core by default when rows run alone on the CPU.
+    assert default._load()[0].concurrent_calls == usable_cores()
+    one = Reranker(str(tiny_int8_model_dir), backend_options={**options, "concurrent_calls": 1}).warm_up()
+    three = Reranker(str(tiny_int8_model_dir), backend_options={**options, "concurrent_calls": 3}).warm_up()
+    assert one._load()[0].concurrent_calls == 1 and three._load()[0].concurrent_calls == 3
+    sequential = one.score(pairs, raw=True)
+    concurrent = three.score(pairs, raw=True)
+    assert concurrent.tolist() == sequential.tolist()
+    # The call shapes are reported in the same order however the calls were scheduled.
+    assert three.rerank(QUERIES[0], DOCS).stats.batches == one.rerank(QUERIES[0], DOCS).stats.batches
+    three.close()
+    assert three._pool_executor is None
+    assert three.score(pairs[:2], raw=True).tolist() == sequential[:2].tolist()  # loads again after close
+
+
+def test_explicit_threads_or_batched_rows_keep_one_call_at_a_time(tiny_int8_model_dir: Path, tiny_model_dir: Path) -> None:
+    from crossrank.errors import ConfigurationError
+
+    threads = Reranker(str(tiny_int8_model_dir), backend_options={"activation_quantization": "per-tensor", "num_threads": 2}).warm_up()
+    assert threads._load()[0].concurrent_calls == 1
+    batched = Reranker(str(tiny_model_dir), backend="onnx").warm_up()
+    assert batched._load()[0].batch_invariant and batched._load()[0].concurrent_calls == 1
+    with pytest.raises(ConfigurationError, match="concurrent_calls must be a positive int; received 0"):
+        Reranker(str(tiny_model_dir), backend="onnx", backend_options={"concurrent_calls": 0}).warm_up()
+
+
+def test_auto_activation_quantization_keeps_per_token_without_a_recorded_original(tiny_int8_model_dir: Path) -> None:
+    reranker = Reranker(str(tiny_int8_model_dir)).warm_up()
+    assert reranker.quantization == "per-token-int8"
+    assert reranker._load()[0].batch_invariant
+
+
+def test_a_calibration_fitted_under_other_settings_is_reported(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from crossrank.calibration import Calibration, PlattCalibrator
+
+    fitted = {"max_length": 64, "long_documents": "truncate"}
+    calibration = Calibration(calibrator=PlattCalibrator(1.0, 0.0), provenance={"scorer": fitted})
+    with caplog.at_level(logging.INFO, logger="crossrank"):
+        Reranker(str(tiny_model_dir), max_length=64, long_documents="truncate", calibration=calibration).warm_up()
+    assert not [r for r in caplog.records if "fitted on scores from other settings" in r.message]
+    with caplog.at_level(logging.INFO, logger="crossrank"):
+        Reranker(str(tiny_model_dir), max_length=32, long_documents="select", calibration=calibration).warm_up()
+    [record] = [r for r in caplog.records if "fitted on scores from other settings" in r.message]
+    assert "'max_length': (64, 32)" in record.message and "'long_documents': ('truncate', 'select')" in record.message

@@ -35,17 +35,21 @@ def test_reduced_speed_benchmark_writes_its_section(tmp_path: Path, scifact_dir:
 def test_reduced_speed_benchmark_measures_the_graph_levers(tmp_path: Path, scifact_dir: Path, embedded_model_dir: Path,
                                                           tiny_model_dir: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
-    configs = f"crossrank-pertensor,crossrank-select-pertensor@128,crossrank-static,onnx-fp32,onnx-fp32-fused,model-select={tiny_model_dir}@64"
+    configs = (f"crossrank-pertoken,crossrank-truncate,crossrank-pertensor,crossrank-select-pertensor@128,crossrank-static,onnx-fp32,onnx-fp32-fused,"
+               f"model-select={tiny_model_dir}@64")
     done = subprocess.run(
         [sys.executable, "-m", "crossrank", "bench", "speed", "--data", str(scifact_dir), "--queries", "2", "--depth", "3",
-         "--configs", configs, "--repeats", "1", "--latency-runs", "1", "--no-cold-start", "--output", str(output),
-         "--section", "speed-levers"],
+         "--quality-queries", "3", "--configs", configs, "--repeats", "1", "--latency-runs", "1", "--no-cold-start",
+         "--output", str(output), "--section", "speed-levers"],
         capture_output=True, text=True, timeout=1200,
     )
     assert done.returncode == 0, done.stderr
     section = output.read_text().split("<!-- section:speed-levers -->")[1]
-    labels = ("shipped per-tensor activation quantization", "per-tensor, one pair per call, query-aware sentence selection, max_length 128",
-              "static int8 ONNX (QDQ", "fp32 ONNX export of the imported weights", "transformer fusions",
+    assert "on the first 3 judged queries x the same BM25 depth (an untimed pass" in section
+    assert "quality crossrank-pertoken: nDCG@10" in done.stderr
+    labels = ("per-token rewrite of the graph, length-sorted token-budget batches, truncation",
+              "one call at a time (all cores on one pair)", "crossrank default (an older name for it), max_length 128",
+              "crossrank default but truncating long documents", "static int8 ONNX (QDQ", "fp32 ONNX export of the imported weights", "transformer fusions",
               f"model folder `{tiny_model_dir}`, query-aware sentence selection, max_length 64")
     for label in labels:
         row = next(line for line in section.splitlines() if label in line)
@@ -65,7 +69,8 @@ def test_per_tensor_embedded_model_is_the_shipped_graph_scored_pair_by_pair(embe
     assert per_tensor._load()[0].quantization == "dynamic-int8"
     together = per_tensor.score(pairs, raw=True)
     assert together.tolist() == [per_tensor.score([p], raw=True)[0] for p in pairs]
-    per_token = Reranker(str(embedded_model_dir)).score(pairs, raw=True)
+    assert Reranker(str(embedded_model_dir)).warm_up().quantization == "dynamic-int8"  # the default: auto
+    per_token = Reranker(str(embedded_model_dir), backend_options={"activation_quantization": "per-token"}).score(pairs, raw=True)
     assert not np.allclose(together, per_token, atol=1e-6)
     assert np.abs(together - per_token).max() < 0.5  # the same int8 weights, a coarser activation scale
     assert together[0] > together[1]

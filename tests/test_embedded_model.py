@@ -82,7 +82,8 @@ def test_scores_are_batch_invariant_in_a_padded_batch_of_32(embedded_model_dir: 
     pairs = _scifact_pairs(scifact_dir, 24)
     # Short pairs beside long ones: the short rows carry lots of padding in the shared batch.
     pairs += [(q, d.split(".")[0]) for q, d in pairs[:8]]
-    reranker = Reranker(str(embedded_model_dir), max_length=256, batch_size=32, token_budget=32 * 256)
+    reranker = Reranker(str(embedded_model_dir), max_length=256, batch_size=32, token_budget=32 * 256,
+                        backend_options={"activation_quantization": "per-token"})
     batched = reranker.score(pairs, raw=True)
     assert max(b.rows for b in reranker.rerank(pairs[0][0], [d for _, d in pairs]).stats.batches) == 32
     alone = np.array([reranker.score([pair], raw=True)[0] for pair in pairs])
@@ -122,4 +123,4 @@ def test_readme_example(embedded_reranker: Reranker) -> None:
     )
     assert [d.index for d in result] == [1, 0]
     # The figures printed in the README's example (calibrated with the packaged calibration).
-    assert [round(d.score, 3) for d in result] == [0.93, 0.018]
+    assert [round(d.score, 3) for d in result] == [0.861, 0.007]

@@ -117,6 +117,6 @@ def test_select_finds_late_evidence_in_one_pass(embedded_model_dir: Path) -> Non
     result = reranker.rerank(QUESTION, [FILLER * 16, document])
     assert result[0].index == 1
     assert result[0].raw_score - result[1].raw_score > 10
-    truncated = Reranker(str(embedded_model_dir), max_length=128).score([(QUESTION, document)], raw=True)[0]
+    truncated = Reranker(str(embedded_model_dir), max_length=128, long_documents="truncate").score([(QUESTION, document)], raw=True)[0]
     assert result[0].raw_score > truncated + 10, "selection sees the evidence that truncation cuts off"
     assert result.stats.pairs_scored == 2 and result.stats.truncated_documents == 2

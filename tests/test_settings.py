@@ -152,3 +152,15 @@ def test_config_show_prints_values_and_sources(
     monkeypatch.setenv("CROSSRANK_BATCH_SIZE", "zero")
     assert main(["config", "show"]) == 2
     assert "CROSSRANK_BATCH_SIZE" in capsys.readouterr().err
+
+
+def test_long_documents_default_is_query_aware_selection(tiny_model_dir: Path) -> None:
+    from crossrank import Reranker
+
+    query = "what is the capital of france"
+    document = " ".join(f"Sentence {i} is about the weather in a small town." for i in range(12)) + " Paris is the capital of France."
+    default = Reranker(str(tiny_model_dir), max_length=32)
+    assert default.long_documents == "select"
+    chosen = default.score([(query, document)], raw=True)
+    assert chosen.tolist() == Reranker(str(tiny_model_dir), max_length=32, long_documents="select").score([(query, document)], raw=True).tolist()
+    assert chosen.tolist() != Reranker(str(tiny_model_dir), max_length=32, long_documents="truncate").score([(query, document)], raw=True).tolist()

@@ -165,7 +165,7 @@ OPTIONS: dict[str, Option] = {
         Option("max_query_length", None, _optional_int, "tokens kept from the query"),
         Option("batch_size", 32, _int, "most rows per model call"),
         Option("token_budget", 1024, _int, "most padded tokens per model call"),
-        Option("long_documents", "truncate", _text, "truncate, window or select"),
+        Option("long_documents", "select", _text, "select, truncate or window"),
         Option("window_overlap", None, _optional_int, "tokens shared by consecutive windows"),
         Option("window_pooling", "max", _text, "max or mean"),
         Option("max_windows", 8, _int, "most windows per document"),

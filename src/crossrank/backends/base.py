@@ -27,6 +27,8 @@ class ScoringBackend(Protocol):
     ``attention_mask == 0``) and returns one float32 relevance logit per row.
     ``batch_invariant`` is False when a row's score may depend on the other rows of its
     batch (per-tensor dynamic quantization); the engine then scores rows one at a time.
+    A backend may also set ``concurrent_calls`` (default 1 when absent): the engine then runs
+    that many ``score`` calls at once from worker threads, so ``score`` must be thread-safe.
     """
 
     name: str

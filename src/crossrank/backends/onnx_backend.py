@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ _OPTION_KEYS = {
     "providers",
     "graph_optimization_level",
     "activation_quantization",
+    "concurrent_calls",
 }
-ACTIVATION_QUANTIZATION = ("per-token", "per-tensor")
+ACTIVATION_QUANTIZATION = ("auto", "per-token", "per-tensor")
 
 
 class OnnxBackend:
@@ -34,22 +36,28 @@ class OnnxBackend:
     Options (``Reranker(backend_options=...)``): ``num_threads`` (intra-op threads),
     ``inter_op_num_threads``, ``session_options`` (a mapping of ``SessionOptions`` attributes),
     ``providers`` (explicit provider list), ``graph_optimization_level`` (``"all"``,
-    ``"extended"``, ``"basic"``, ``"disable"``), ``activation_quantization`` (see below).
+    ``"extended"``, ``"basic"``, ``"disable"``), ``activation_quantization`` and
+    ``concurrent_calls`` (see below).
 
-    Dynamically quantized graphs are rewritten to per-token quantization on load (see
-    :mod:`crossrank.quantization`) so scores are batch-invariant; if a graph cannot be
-    rewritten, the backend reports ``batch_invariant = False`` and the engine scores rows alone.
+    ``activation_quantization`` (default ``"auto"``): ``"per-tensor"`` runs a dynamically
+    quantized graph with its own per-tensor activation scales (for the embedded model: the
+    shipped graph, recorded with its hash as ``extra["original_graph"]``), which ONNX Runtime
+    fuses into its integer matrix products. One scale per tensor would make a row's score depend
+    on the other rows of its batch, so the backend reports ``batch_invariant = False`` and the
+    engine scores each pair alone and unpadded: its score depends on nothing but the pair.
+    ``"per-token"`` rewrites the graph to one scale per token (see :mod:`crossrank.quantization`),
+    which is batch-invariant, so pairs are batched by token budget. ``"auto"`` picks per-tensor
+    where the folder records an original graph (faster on CPU, see BENCHMARKS.md) and per-token
+    otherwise.
 
-    ``activation_quantization="per-tensor"`` keeps the graph's own per-tensor dynamic
-    quantization instead (for the embedded model: the shipped graph recorded as
-    ``extra["original_graph"]``) and lets ONNX Runtime fuse it into its integer matrix
-    products. Rows are then scored one at a time and without padding, so a pair's score still
-    depends on nothing but the pair; it is faster on CPU, where batching does not pay, but its
-    logits differ slightly from the per-token graph's, which the packaged calibration was fitted on.
+    ``concurrent_calls`` (default ``"auto"``): how many model calls the engine runs at once.
+    When pairs are scored alone on the CPU, ``"auto"`` is one call per usable core, each on one
+    intra-op thread (a single row is too small a product to split across threads well); with
+    batches, on a GPU, or when ``num_threads`` is given, it is 1.
 
     Example:
         >>> from crossrank import Reranker
-        >>> fast = Reranker(backend="onnx", backend_options={"activation_quantization": "per-tensor"})
+        >>> batched = Reranker(backend="onnx", backend_options={"activation_quantization": "per-token"})
     """
 
     name = "onnx"
@@ -78,8 +86,6 @@ class OnnxBackend:
         if level not in levels:
             raise ConfigurationError(f"graph_optimization_level must be one of {sorted(levels)}; received {level!r}")
         session_options.graph_optimization_level = levels[level]
-        if options.get("num_threads") is not None:
-            session_options.intra_op_num_threads = _positive_int(options["num_threads"], "num_threads")
         if options.get("inter_op_num_threads") is not None:
             session_options.inter_op_num_threads = _positive_int(options["inter_op_num_threads"], "inter_op_num_threads")
         for key, value in dict(options.get("session_options") or {}).items():
@@ -87,9 +93,11 @@ class OnnxBackend:
                 raise ConfigurationError(f"onnxruntime.SessionOptions has no attribute {key!r}")
             setattr(session_options, key, value)
         providers = options.get("providers") or _providers_for(device, ort.get_available_providers())
-        activation = options.get("activation_quantization", "per-token")
+        activation = options.get("activation_quantization", "auto")
         if activation not in ACTIVATION_QUANTIZATION:
             raise ConfigurationError(f"activation_quantization must be one of {ACTIVATION_QUANTIZATION}; received {activation!r}")
+        if activation == "auto":
+            activation = "per-tensor" if _records_original_graph(config) else "per-token"
 
         self.batch_invariant = True
         self.quantization = config.quantization
@@ -105,6 +113,11 @@ class OnnxBackend:
             disabled = list(PER_TOKEN_DISABLED_OPTIMIZERS)
         elif self.quantization == "dynamic-int8":
             self.batch_invariant = False
+        self.concurrent_calls = _concurrent_calls(options, providers, rows_alone=not self.batch_invariant)
+        if options.get("num_threads") is not None:
+            session_options.intra_op_num_threads = _positive_int(options["num_threads"], "num_threads")
+        elif self.concurrent_calls > 1:
+            session_options.intra_op_num_threads = max(1, usable_cores() // self.concurrent_calls)
         try:
             self.session = ort.InferenceSession(
                 model_source, session_options, providers=providers, disabled_optimizers=disabled
@@ -128,6 +141,26 @@ class OnnxBackend:
         self.session = None  # type: ignore[assignment]
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _concurrent_calls(options: Mapping[str, Any], providers: list[Any], *, rows_alone: bool) -> int:
+    """How many model calls the engine may run at once on this session."""
+    value = options.get("concurrent_calls", "auto")
+    if value != "auto":
+        return _positive_int(value, "concurrent_calls")
+    on_cpu = all((p[0] if isinstance(p, tuple) else p) == "CPUExecutionProvider" for p in providers)
+    if not on_cpu or not rows_alone or options.get("num_threads") is not None:
+        return 1
+    # A single unpadded row is too small a matrix product to split well across threads;
+    # one call per core on different rows keeps every core busy instead.
+    return usable_cores()
+
+
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a positive int; received {value!r}")
@@ -148,6 +181,11 @@ def _providers_for(device: str, available: list[str]) -> list[str]:
     raise ConfigurationError(f"device must be 'cpu', 'cuda' or 'cuda:N'; received {device!r}")
 
 
+def _records_original_graph(config: ModelConfig) -> bool:
+    original = config.extra.get("original_graph")
+    return config.quantization == "per-token-int8" and isinstance(original, str) and original in config.files
+
+
 def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple[str, str]:
     """The graph with its per-tensor dynamic quantization, and its kind."""
     from crossrank.quantization import has_dynamic_quantization
@@ -162,6 +200,8 @@ def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple
             )
         path = Path(model_dir) / original
         config.verify(model_dir, only=(original,))
+        # The per-token graph was rewritten from this one because it had dynamic quantization.
+        return str(path), "dynamic-int8"
     return str(path), ("dynamic-int8" if has_dynamic_quantization(_load_graph(path)) else "none")
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,8 @@ __all__ = ["register", "CONFIGURATIONS", "run_speed_benchmark"]
 
 CONFIGURATIONS = (
     "crossrank",
+    "crossrank-truncate",
+    "crossrank-pertoken",
     "crossrank-select",
     "crossrank-pertensor",
     "crossrank-select-pertensor",
@@ -43,10 +46,12 @@ CONFIGURATIONS = (
 )
 DEFAULT_CONFIGURATIONS = ("crossrank", "crossrank-torch", "sentence-transformers", "flashrank")
 _DESCRIPTIONS = {
-    "crossrank": "crossrank default: int8 ONNX (per-token), length-sorted token-budget batches",
-    "crossrank-select": "crossrank int8 ONNX, query-aware sentence selection (long_documents='select')",
-    "crossrank-pertensor": "crossrank int8 ONNX, shipped per-tensor activation quantization (fused), one pair per call",
-    "crossrank-select-pertensor": "crossrank int8 ONNX per-tensor, one pair per call, query-aware sentence selection",
+    "crossrank": "crossrank default: int8 ONNX, shipped per-tensor graph, one unpadded pair per call, one call per core, query-aware sentence selection",
+    "crossrank-truncate": "crossrank default but truncating long documents instead of selecting sentences",
+    "crossrank-pertoken": "crossrank int8 ONNX, per-token rewrite of the graph, length-sorted token-budget batches, truncation (the former default)",
+    "crossrank-select": "crossrank int8 ONNX, per-token rewrite of the graph, token-budget batches, query-aware sentence selection",
+    "crossrank-pertensor": "crossrank default but one call at a time (all cores on one pair)",
+    "crossrank-select-pertensor": "crossrank default (an older name for it)",
     "crossrank-cascade": "crossrank int8 ONNX cascade: all candidates at 64 tokens (select), top 10 re-scored",
     "crossrank-static": "static int8 ONNX (QDQ, per-channel weights, activation ranges from 64 train-split pairs) of the imported weights",
     "onnx-fp32": "fp32 ONNX export of the imported weights, ONNX Runtime's own graph optimizations",
@@ -248,14 +253,23 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
         reranker = Reranker(folder, backend="onnx", max_length=max_length,
                             long_documents="select" if kind == "model-select" else "truncate").warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
-    if name in ("crossrank", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
+    if name in ("crossrank", "crossrank-truncate", "crossrank-pertoken", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
         from crossrank import Reranker
 
-        mode = "select" if name.startswith("crossrank-select") else "truncate"
-        options = {"activation_quantization": "per-tensor"} if name.endswith("-pertensor") else {}
+        # Only what a configuration changes is passed; everything else is the Reranker default.
+        changes: dict[str, dict[str, Any]] = {
+            "crossrank-truncate": {"long_documents": "truncate"},
+            "crossrank-pertoken": {"long_documents": "truncate", "backend_options": {"activation_quantization": "per-token"}},
+            "crossrank-select": {"backend_options": {"activation_quantization": "per-token"}},
+            "crossrank-pertensor": {"backend_options": {"concurrent_calls": 1}},
+            "crossrank-static": {"long_documents": "truncate"},
+            "onnx-fp32": {"long_documents": "truncate"},
+            "onnx-fp32-fused": {"long_documents": "truncate"},
+        }
+        settings = changes.get(name, {})
         graphs = {"crossrank-static": "static", "onnx-fp32": "fp32", "onnx-fp32-fused": "fp32-fused"}
         folder = exported_graph(model_dir, graphs[name], data_dir=data_dir, max_length=max_length) if name in graphs else model_dir
-        reranker = Reranker(str(folder), backend="onnx", max_length=max_length, long_documents=mode, backend_options=options).warm_up()
+        reranker = Reranker(str(folder), backend="onnx", max_length=max_length, **settings).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name == "crossrank-cascade":
         from crossrank import Reranker
@@ -335,17 +349,23 @@ def run_speed_benchmark(
     repeats: int,
     latency_runs: int,
     cold_start: bool,
+    quality_queries: int | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> tuple[list[ConfigResult], dict[str, float], Workload]:
     from crossrank import DEFAULT_MODEL, pull_model
 
     model_dir = pull_model(DEFAULT_MODEL).path
     workload = load_workload(data_dir, queries=queries, depth=depth)
+    quality = None
+    if quality_queries is not None and quality_queries > queries:
+        quality = load_workload(data_dir, queries=quality_queries, depth=depth)
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as tmp:
         results, extra = _measure(
             Path(tmp), model_dir, workload, configurations, data_dir=data_dir, depth=depth, max_length=max_length,
-            repeats=repeats, latency_runs=latency_runs, cold_start=cold_start, log=log,
+            repeats=repeats, latency_runs=latency_runs, cold_start=cold_start, quality=quality, log=log,
         )
+    if quality is not None:
+        extra["quality_queries"] = float(len(quality.queries))
     return results, extra, workload
 
 
@@ -362,12 +382,18 @@ def _measure(
     latency_runs: int,
     cold_start: bool,
     log: Callable[[str], None],
+    quality: Workload | None = None,
 ) -> tuple[list[ConfigResult], dict[str, float]]:
     log(f"{len(workload.queries)} queries x {depth} candidates = {workload.pairs} pairs, max_length {max_length}")
     scorers = {name: build_scorer(name, model_dir=model_dir, max_length=max_length, workdir=workdir, data_dir=data_dir) for name in configurations}
     results = {name: ConfigResult(name) for name in configurations}
     for name, scorer in scorers.items():  # warm-up call outside the timed runs
         scorer(workload.queries[0], workload.texts[0][:2])
+    if quality is not None:
+        # Quality on more queries than are timed: an untimed pass before the timed ones.
+        for name, scorer in scorers.items():
+            results[name].ndcg10 = _ndcg10(quality, [scorer(q, texts) for q, texts in zip(quality.queries, quality.texts)])
+            log(f"quality {name}: nDCG@10 {results[name].ndcg10:.4f} on {len(quality.queries)} queries")
     for repeat in range(repeats):
         order = list(configurations[repeat % len(configurations):]) + list(configurations[: repeat % len(configurations)])
         for name in order:
@@ -375,7 +401,7 @@ def _measure(
             scores = [scorers[name](q, texts) for q, texts in zip(workload.queries, workload.texts)]
             elapsed = time.perf_counter() - started
             results[name].throughput.append(workload.pairs / elapsed)
-            if repeat == 0:
+            if repeat == 0 and quality is None:
                 results[name].ndcg10 = _ndcg10(workload, scores)
             log(f"repeat {repeat + 1}/{repeats} {name}: {workload.pairs / elapsed:.1f} pairs/s")
     latency_texts = {size: [t for texts in workload.texts for t in texts][:size] for size in (25, 100)}
@@ -401,13 +427,20 @@ def _measure(
 
 def format_report(results: list[ConfigResult], extra: dict[str, float], workload: Workload, *, max_length: int, repeats: int, reference: str = "sentence-transformers") -> str:
     by_name = {r.name: r for r in results}
+    if "quality_queries" in extra:
+        quality_line = (
+            f"nDCG@10 is computed from each configuration's own scores on the first {int(extra['quality_queries'])} judged "
+            f"queries x the same BM25 depth (an untimed pass; the timed queries are among them)."
+        )
+    else:
+        quality_line = "nDCG@10 is computed from each configuration's own scores on these same candidates."
     reference_speed = median_min_max(by_name[reference].throughput)[0] if reference in by_name else None
     lines = [
         f"### Speed: SciFact test, first {len(workload.queries)} queries x BM25 top {len(workload.texts[0])} = {workload.pairs} pairs",
         "",
         f"One call per query, all configurations in one process, interleaved; pairs/s is the median of {repeats} repeats (min–max). "
-        "nDCG@10 is computed from each configuration's own scores on these same candidates. Cold start and peak RSS are "
-        "measured in a fresh process (import, load, first score).",
+        + quality_line
+        + " Cold start and peak RSS are measured in a fresh process (import, load, first score).",
         "",
         f"| configuration | pairs/s | vs {reference} | p50 / p95 ms, 25 docs | p50 / p95 ms, 100 docs | nDCG@10 | cold start s | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
@@ -438,7 +471,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=",".join(DEFAULT_CONFIGURATIONS),
         help=f"comma-separated names from {','.join(CONFIGURATIONS)} or model=FOLDER / model-select=FOLDER, each optionally NAME@MAX_LENGTH",
     )
-    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--queries", type=int, default=40, help="timed queries (the first N judged test queries)")
+    parser.add_argument("--quality-queries", type=int, default=None,
+                        help="compute nDCG@10 on the first N judged queries in an untimed pass (default: the timed queries)")
     parser.add_argument("--depth", type=int, default=25, help="BM25 candidates per query")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
@@ -455,6 +490,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--configs: expected names from {CONFIGURATIONS}; received {args.configs!r}")
     for spec in configurations:
         parse_configuration(spec, args.max_length)
+    if args.quality_queries is not None and args.quality_queries < 1:
+        raise InvalidInputError(f"--quality-queries must be >= 1; received {args.quality_queries}")
     for name, value in (("--queries", args.queries), ("--depth", args.depth), ("--repeats", args.repeats), ("--latency-runs", args.latency_runs)):
         if value < 1:
             raise InvalidInputError(f"{name} must be >= 1; received {value}")
@@ -467,6 +504,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         latency_runs=args.latency_runs,
         cold_start=not args.no_cold_start,
+        quality_queries=args.quality_queries,
         log=lambda line: sys.stderr.write(line + "\n"),
     )
     reference = "sentence-transformers" if "sentence-transformers" in configurations else configurations[0]

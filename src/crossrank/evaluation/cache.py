@@ -56,10 +56,9 @@ def scorer_settings(reranker: Any) -> dict[str, Any]:
         "window_pooling": reranker.window_pooling if reranker.long_documents == "window" else None,
         "max_windows": reranker.max_windows if reranker.long_documents == "window" else None,
     }
-    activation = reranker.backend_options.get("activation_quantization")
-    if activation not in (None, "per-token"):
-        # Added only when it differs from the default, so caches of default runs keep their keys.
-        settings["activation_quantization"] = activation
+    if config.quantization == "per-token-int8" and reranker.quantization == "dynamic-int8":
+        # Added only for the shipped per-tensor graph, so caches of per-token runs keep their keys.
+        settings["activation_quantization"] = "per-tensor"
     return settings
 
 
