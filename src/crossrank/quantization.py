@@ -26,6 +26,7 @@ __all__ = [
     "has_dynamic_quantization",
     "PER_TOKEN_DISABLED_OPTIMIZERS",
     "PerTokenRewriteError",
+    "activation_setting",
 ]
 
 PER_TOKEN_DISABLED_OPTIMIZERS = ("MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion")
@@ -36,6 +37,18 @@ _PREFIX = "crossrank_per_token"
 
 class PerTokenRewriteError(ValueError):
     """The graph uses dynamic quantization in a way the per-token rewrite does not support."""
+
+
+def activation_setting(model_quantization: str, loaded_quantization: str) -> str | None:
+    """``"per-tensor"`` when a per-token model runs its recorded per-tensor graph, else None.
+
+    Scores from the two graphs of one model differ slightly, so score caches and calibration
+    provenance record the choice; None (the per-token graph, or any other model) adds nothing,
+    which keeps the keys of per-token runs as they were.
+    """
+    if model_quantization == "per-token-int8" and loaded_quantization == "dynamic-int8":
+        return "per-tensor"
+    return None
 
 
 def has_dynamic_quantization(model: object) -> bool:

@@ -36,6 +36,7 @@ from crossrank.fallback import (
     run_with_deadline,
 )
 from crossrank.models.config import ModelConfig
+from crossrank.quantization import activation_setting
 from crossrank.results import BatchShape, RerankResult, RerankStats, ScoredDocument
 from crossrank.score_cache import ScoreCache, cache_from_spec, pair_key, scope_digest
 from crossrank.settings import UNSET, resolve_settings
@@ -302,7 +303,6 @@ class Reranker:
         self.domain = domain
         self._lock = threading.Lock()
         self._pool_executor: ThreadPoolExecutor | None = None
-        self._pool_workers = 0
         self._loaded: tuple[ScoringBackend, PairEncoder, ModelConfig, Calibration, Path] | None = None
         self._cache_scope_value: str | None = None
 
@@ -557,11 +557,7 @@ class Reranker:
         current = {
             "max_length": max_length,
             "long_documents": self.long_documents,
-            "activation_quantization": (
-                "per-tensor"
-                if config.quantization == "per-token-int8" and getattr(backend, "quantization", "") == "dynamic-int8"
-                else None
-            ),
+            "activation_quantization": activation_setting(config.quantization, getattr(backend, "quantization", config.quantization)),
         }
         differs = {key: (fitted.get(key), value) for key, value in current.items() if fitted.get(key) != value}
         if differs:
@@ -661,12 +657,10 @@ class Reranker:
         return shapes
 
     def _executor(self, workers: int) -> ThreadPoolExecutor:
+        # One pool per loaded backend: close() drops it together with the backend.
         with self._lock:
-            if self._pool_executor is None or self._pool_workers != workers:
-                if self._pool_executor is not None:
-                    self._pool_executor.shutdown(wait=False)
+            if self._pool_executor is None:
                 self._pool_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossrank-score")
-                self._pool_workers = workers
             return self._pool_executor
 
     def _run_batch(

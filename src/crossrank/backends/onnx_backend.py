@@ -192,13 +192,13 @@ def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple
 
     if config.quantization == "per-token-int8":
         original = config.extra.get("original_graph")
-        if not isinstance(original, str) or original not in config.files:
+        if not _records_original_graph(config):
             # Only a graph whose sha256 is recorded (and so inside the folder) may be loaded.
             raise ConfigurationError(
                 f"activation_quantization='per-tensor': model {config.name} holds a per-token graph and records no "
                 f"hash-pinned original graph (crossrank.json extra.original_graph listed in files); received {original!r}"
             )
-        path = Path(model_dir) / original
+        path = Path(model_dir) / str(original)
         config.verify(model_dir, only=(original,))
         # The per-token graph was rewritten from this one because it had dynamic quantization.
         return str(path), "dynamic-int8"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.errors import ConfigurationError
+from crossrank.quantization import activation_setting
 
 __all__ = ["ScoreCache", "default_cache_dir", "pair_key", "scorer_settings", "settings_digest"]
 
@@ -56,9 +57,9 @@ def scorer_settings(reranker: Any) -> dict[str, Any]:
         "window_pooling": reranker.window_pooling if reranker.long_documents == "window" else None,
         "max_windows": reranker.max_windows if reranker.long_documents == "window" else None,
     }
-    if config.quantization == "per-token-int8" and reranker.quantization == "dynamic-int8":
-        # Added only for the shipped per-tensor graph, so caches of per-token runs keep their keys.
-        settings["activation_quantization"] = "per-tensor"
+    activation = activation_setting(config.quantization, reranker.quantization)
+    if activation is not None:
+        settings["activation_quantization"] = activation
     return settings
 
 
