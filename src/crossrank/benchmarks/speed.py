@@ -76,6 +76,11 @@ class Workload:
     def pairs(self) -> int:
         return sum(len(t) for t in self.texts)
 
+    def first(self, count: int) -> Workload:
+        """The workload of the first ``count`` queries."""
+        kept = self.query_ids[:count]
+        return Workload(kept, self.queries[:count], self.candidates[:count], self.texts[:count], {q: self.qrels[q] for q in kept})
+
 
 @dataclass
 class ConfigResult:
@@ -355,10 +360,13 @@ def run_speed_benchmark(
     from crossrank import DEFAULT_MODEL, pull_model
 
     model_dir = pull_model(DEFAULT_MODEL).path
-    workload = load_workload(data_dir, queries=queries, depth=depth)
+    # The timed queries are the first of the quality queries: one load and one BM25 index serve both.
     quality = None
     if quality_queries is not None and quality_queries > queries:
         quality = load_workload(data_dir, queries=quality_queries, depth=depth)
+        workload = quality.first(queries)
+    else:
+        workload = load_workload(data_dir, queries=queries, depth=depth)
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as tmp:
         results, extra = _measure(
             Path(tmp), model_dir, workload, configurations, data_dir=data_dir, depth=depth, max_length=max_length,
@@ -490,9 +498,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--configs: expected names from {CONFIGURATIONS}; received {args.configs!r}")
     for spec in configurations:
         parse_configuration(spec, args.max_length)
-    if args.quality_queries is not None and args.quality_queries < 1:
-        raise InvalidInputError(f"--quality-queries must be >= 1; received {args.quality_queries}")
-    for name, value in (("--queries", args.queries), ("--depth", args.depth), ("--repeats", args.repeats), ("--latency-runs", args.latency_runs)):
+    counts = [("--queries", args.queries), ("--depth", args.depth), ("--repeats", args.repeats), ("--latency-runs", args.latency_runs)]
+    if args.quality_queries is not None:
+        counts.append(("--quality-queries", args.quality_queries))
+    for name, value in counts:
         if value < 1:
             raise InvalidInputError(f"{name} must be >= 1; received {value}")
     results, extra, workload = run_speed_benchmark(
