@@ -67,8 +67,14 @@ def test_train_cli_registers_the_domain(isolated_home: Path, tiny_model_dir: Pat
         "num_threads": 1,
     }
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(tmp_path / "train.yaml"), "--domain", "aero"]) == 0
+    bench = tmp_path / "BENCHMARKS.md"
+    assert main(["train", str(tmp_path / "train.yaml"), "--domain", "aero", "--benchmark", "training-tiny", "--benchmarks-file", str(bench)]) == 0
     printed = json.loads(capsys.readouterr().out)
+    # Without --evaluate the section holds the training figures only, read from this run.
+    section = bench.read_text()
+    assert "<!-- section:training-tiny -->" in section and "lambdaloss" in section
+    assert f"{printed['dev_ndcg_before']:.4f} -> {printed['dev_ndcg_after']:.4f}" in section
+    assert '"passed": true' in section and "peak resident memory" in section
     assert printed["model"] == str(tmp_path / "run" / "model") and printed["gate"]["passed"]
     reranker = Reranker(domain="aero")
     assert reranker.model_path == isolated_home / "domains" / "aero"

@@ -268,6 +268,18 @@ def test_losses_prefer_the_label_order(name: str) -> None:
     assert torch.isfinite(scores.grad).all() and scores.grad[1, 3] == 0
 
 
+def test_softmax_ce_is_cross_entropy_of_the_positives_against_the_group() -> None:
+    scores = torch.tensor([[2.0, 0.5, -1.0], [0.3, 0.2, 0.1], [1.0, 4.0, 0.0]])
+    labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    mask = torch.ones_like(scores)
+    log_p = torch.log_softmax(scores, dim=1)
+    # Row 0: one-hot target; row 1 has no positive and adds nothing; row 2: mass 2/3 and 1/3.
+    expected = (-log_p[0, 0] - (2 / 3 * log_p[2, 0] + 1 / 3 * log_p[2, 1])) / 2
+    assert torch.allclose(compute_loss("softmax_ce", scores, labels, mask), expected)
+    only_unlabelled = compute_loss("softmax_ce", scores[1:2], labels[1:2], mask[1:2])
+    assert only_unlabelled.item() == 0.0
+
+
 def test_teacher_losses_need_a_teacher(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
     with pytest.raises(ConfigurationError, match="teacher"):
         make_config(tiny_model_dir, tmp_path / "r", synthetic["pairs"], loss="margin_mse")
@@ -284,6 +296,7 @@ MATRIX = [
     ("interactions", "mixed", "listmle", None),
     ("pairs", "mixed", "plistmle", None),
     ("beir", "bm25", "listnet", {"warmup_loss": "bce", "warmup_steps": 2}),
+    ("beir", "mixed", "softmax_ce", None),
     ("pairs", "random", "margin_mse", None),
     ("graded", "random", "mse", None),
 ]

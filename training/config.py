@@ -26,7 +26,7 @@ from crossrank.errors import ConfigurationError, missing_dependency
 
 __all__ = ["LOSSES", "NEGATIVE_STRATEGIES", "QUANTIZATION_MODES", "CurriculumConfig", "LoraConfig", "NegativesConfig", "TrainConfig", "load_config"]
 
-LOSSES = ("bce", "ranknet", "listnet", "listmle", "plistmle", "lambdaloss", "margin_mse", "mse")
+LOSSES = ("bce", "ranknet", "listnet", "softmax_ce", "listmle", "plistmle", "lambdaloss", "margin_mse", "mse")
 TEACHER_LOSSES = ("margin_mse", "mse")
 NEGATIVE_STRATEGIES = ("random", "bm25", "iterative", "mixed")
 QUANTIZATION_MODES = ("dynamic", "static")

@@ -7,6 +7,10 @@ relevance, same shape), ``mask`` (True where a candidate exists; groups may be r
 - ``bce``: pointwise binary cross-entropy (label > 0 is relevant).
 - ``ranknet``: pairwise logistic loss over pairs with different labels.
 - ``listnet``: cross-entropy between softmax(labels) and softmax(scores).
+- ``softmax_ce``: cross-entropy of the relevant candidates against the whole group (the
+  "localized contrastive" loss): the target puts all mass on relevant candidates, in proportion
+  to their grade, so one positive among hard negatives gets a one-hot target. ListNet's
+  softmax(labels) target gives a single positive among 8 negatives only 25% of the mass.
 - ``listmle``: Plackett-Luce likelihood of the label order.
 - ``plistmle``: ListMLE with position weights (errors at the top cost more).
 - ``lambdaloss``: pairwise logistic loss weighted by the pair's |delta nDCG|.
@@ -53,6 +57,20 @@ def _listnet(scores: Any, labels: Any, mask: Any, teacher: Any) -> Any:
     target = torch.softmax(labels.float().masked_fill(~valid, _NEG), dim=1)
     log_probs = torch.log_softmax(scores.masked_fill(~valid, _NEG), dim=1)
     return -(target * log_probs * mask).sum(dim=1).mean()
+
+
+def _softmax_ce(scores: Any, labels: Any, mask: Any, teacher: Any) -> Any:
+    import torch
+
+    valid = mask.bool()
+    gains = labels.float().clamp(min=0) * valid
+    totals = gains.sum(dim=1, keepdim=True)
+    has_positive = (totals > 0).squeeze(1)
+    # Groups without a relevant candidate have no target distribution and add nothing.
+    target = gains / totals.clamp(min=1e-12)
+    log_probs = torch.log_softmax(scores.masked_fill(~valid, _NEG), dim=1)
+    per_group = -(target * log_probs * mask).sum(dim=1)
+    return (per_group * has_positive).sum() / has_positive.sum().clamp(min=1)
 
 
 def _plackett_luce(scores: Any, labels: Any, mask: Any, weighted: bool) -> Any:
@@ -119,6 +137,7 @@ LOSS_FUNCTIONS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "bce": _bce,
     "ranknet": _ranknet,
     "listnet": _listnet,
+    "softmax_ce": _softmax_ce,
     "listmle": _listmle,
     "plistmle": _plistmle,
     "lambdaloss": _lambdaloss,

@@ -29,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     evaluation.add_argument("--eval-depth", type=int, default=100, help="BM25 candidates per query (default: 100)")
     evaluation.add_argument("--baseline", default=None, help="model the gain is measured against (default: the config's base_model)")
     evaluation.add_argument("--cache-dir", default=None, help="score cache folder (default: <output_dir>/score-cache)")
-    evaluation.add_argument("--benchmark", metavar="SECTION", default=None, help="write the figures to this BENCHMARKS.md section")
+    evaluation.add_argument(
+        "--benchmark", metavar="SECTION", default=None,
+        help="write the figures to this BENCHMARKS.md section (without --evaluate: the training figures only: dev nDCG@10, gate, wall time, peak memory)",
+    )
+    parser.add_argument("--benchmarks-file", default="BENCHMARKS.md", help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
 
@@ -44,8 +48,41 @@ def run(args: argparse.Namespace) -> int:
     payload = {"model": str(result.model_dir), **result.metrics, "wall_seconds_including_resume_and_export": wall}
     if args.evaluate:
         payload["test"] = _evaluate(args, config, result, wall)
+    elif args.benchmark:
+        _write_training_section(args.benchmark, args.config, config, result, wall, args.benchmarks_file)
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def _training_lines(config: object, result: object, train_wall: float, peak_mib: float) -> str:
+    metrics = result.metrics  # type: ignore[attr-defined]
+    return (
+        f"- Dev nDCG@10 before -> best (fp32 torch): {metrics['dev_ndcg_before']:.4f} -> {metrics['dev_ndcg_after']:.4f}\n"
+        f"- Dev gate (int8 vs fp32 ONNX): {json.dumps(metrics.get('gate'))}\n"
+        f"- Wall time of the command up to a finished model (data, mining, training, evaluations, calibration, "
+        f"export, gate): {train_wall:.0f} s, of which data loading, negative mining, training and dev evaluations "
+        f"{metrics['train_seconds']:.0f} s; peak resident memory of the process: {peak_mib:.0f} MiB.\n"
+    )
+
+
+def _write_training_section(section: str, config_path: str, config: object, result: object, train_wall: float, benchmarks_file: str) -> None:
+    from pathlib import Path
+
+    from crossrank.benchmarks import write_section
+    from crossrank.training.benchmark import peak_memory_mib
+
+    metrics = result.metrics  # type: ignore[attr-defined]
+    body = (
+        f"## Training run: {Path(config_path).name}\n\n"
+        f"Start `{config.base_model}`; {metrics['steps']} training steps (best dev step {metrics['best_step']}) "  # type: ignore[attr-defined]
+        f"with `{config.loss}` and `{config.negatives.strategy}` negatives, batch {config.batch_size} groups, "  # type: ignore[attr-defined]
+        f"max_length {config.max_length}, {config.freeze_layers} lowest encoder layers frozen, on "  # type: ignore[attr-defined]
+        f"{metrics['train_queries']} train queries (dev: {metrics['dev_queries']} held-out queries, query-grouped), "
+        f"device {config.device}.\n\n"  # type: ignore[attr-defined]
+        f"- Training config:\n\n```json\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}\n```\n"  # type: ignore[attr-defined]
+        + _training_lines(config, result, train_wall, peak_memory_mib())
+    )
+    write_section(section, body, path=benchmarks_file)
 
 
 def _evaluate(args: argparse.Namespace, config: object, result: object, train_wall: float) -> dict:
@@ -98,12 +135,8 @@ def _evaluate(args: argparse.Namespace, config: object, result: object, train_wa
             f"| {published}, fp32 ONNX | {fp32:.4f} |\n\n"
             f"- Difference (int8 vs base): {int8 - base:+.4f}; paired bootstrap over queries (10,000 resamples), "
             f"one-sided p = {p_value:.4f}\n"
-            f"- int8 vs fp32 on test: {int8 - fp32:+.4f}; dev gate: {json.dumps(metrics.get('gate'))}\n"
-            f"- Dev nDCG@10 before -> best (fp32 torch): {metrics['dev_ndcg_before']:.4f} -> {metrics['dev_ndcg_after']:.4f}\n"
-            f"- Wall time of the command up to a finished model (data, mining, training, evaluations, calibration, "
-            f"export, gate): {train_wall:.0f} s, of which data loading, negative mining, training and dev evaluations "
-            f"{metrics['train_seconds']:.0f} s; peak resident memory of the process: {train_peak:.0f} MiB. "
-            "The machine was shared with other jobs while this ran.\n"
+            f"- int8 vs fp32 on test: {int8 - fp32:+.4f}\n"
+            + _training_lines(config, result, train_wall, train_peak)
         )
-        write_section(args.benchmark, body)
+        write_section(args.benchmark, body, path=args.benchmarks_file)
     return figures
