@@ -182,3 +182,42 @@ def test_dense_and_fused_candidates(tiny_dataset: Path, tmp_path: Path) -> None:
     fused = get_candidates(data, "test", "rrf", 3, cache_dir=tmp_path, rrf_k0=10)
     assert all(len(docs) == 3 for docs in fused.values())
     assert len(list((tmp_path / "candidates").glob("*.json"))) == 2
+
+
+@pytest.mark.slow
+def test_eval_and_tune_on_listed_queries(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--model", str(tiny_model_dir), "--max-length", "64", "--cache-dir", str(tmp_path / "cache"), "--no-plots"]
+    # A training run's splits.json: only its held-out dev queries are used.
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": ["q0", "q1", "q2"], "dev": ["q5", "q3", "q4"]}))
+    out = tmp_path / "dev.json"
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--queries", str(splits), *common, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["queries"] == 3 and report["pairs_expected"] == 12
+    per_query = report["per_query"]["ndcg@10"]
+    assert sorted(per_query) == ["q3", "q4", "q5"]
+    # Judged queries outside the list are not counted as zeros in the mean.
+    assert report["metrics"]["ndcg@10"] == pytest.approx(sum(per_query.values()) / 3)
+    assert report["abstention"]["answerable"] == 1 and report["abstention"]["unanswerable"] == 2
+
+    listed = tmp_path / "ids.txt"
+    listed.write_text("q0\n\nq2\n")
+    best = tmp_path / "best.json"
+    assert main(["tune", str(tiny_dataset), "--split", "test", "--depth", "4", "--queries", str(listed), *common[:-1],
+                 "--cached-only", "--trials", "2", "--calibrators", "platt", "--out", str(best)]) == 2
+    assert "no setting has all its scores cached" in capsys.readouterr().err
+    assert main(["tune", str(tiny_dataset), "--split", "test", "--depth", "4", "--queries", str(listed), *common[:-1],
+                 "--trials", "2", "--calibrators", "platt", "--holdout", "0.5", "--out", str(best),
+                 "--write-calibration", str(tmp_path / "calibration.json")]) == 0
+    provenance = load_calibration(tmp_path / "calibration.json").provenance
+    assert provenance["queries"] == 2 and "the 2 listed queries" in provenance["fitted_on"]
+
+    # An id the split does not have is an error, never dropped quietly.
+    listed.write_text("q0\nq99\n")
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--queries", str(listed), *common, "--out", str(out)]) == 2
+    assert "1 of the 2 requested query ids are not queries of split 'test'" in capsys.readouterr().err
+    listed.write_text("\n")
+    with pytest.raises(SystemExit):
+        main(["eval", str(tiny_dataset), "--queries", str(listed), "--out", str(out)])
+    assert "lists no query ids" in capsys.readouterr().err

@@ -583,3 +583,14 @@ def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
 
     scores = Reranker(str(folder), backend="torch").score([("a query", "a passage")], raw=True)
     assert np.isfinite(scores).all()
+
+
+def test_the_published_scifact_config_is_valid() -> None:
+    # BENCHMARKS.md's fine-tuning figures come from this file; it must keep loading as written.
+    path = Path(__file__).resolve().parents[1] / "training" / "configs" / "scifact-l12.yaml"
+    config = load_config(path)
+    assert config.loss == "softmax_ce" and config.freeze_layers == 8 and config.max_length == 256
+    assert config.data.format == "beir" and config.data.split == "train"
+    assert Path(config.data.path).resolve() == (path.parent / "../../../shared/data/scifact").resolve()
+    assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / "scifact-l12").resolve()
+    assert TrainConfig.from_dict(config.to_dict()) == config

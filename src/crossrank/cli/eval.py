@@ -11,6 +11,33 @@ from crossrank.cli.common import add_model_options, parse_threshold, reranker_fr
 __all__ = ["register"]
 
 
+def read_query_ids(path: str) -> list[str]:
+    """Query ids from a file: one per line, a JSON list, or a training ``splits.json`` (its ``dev`` list)."""
+    import json
+
+    file = Path(path)
+    if not file.is_file():
+        raise argparse.ArgumentTypeError(f"{path} does not exist; expected a file of query ids")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{path} is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and "dev" in data:
+            data = data["dev"]
+        if not isinstance(data, list) or not all(isinstance(q, (str, int)) for q in data):
+            raise argparse.ArgumentTypeError(
+                f"{path} must hold a JSON list of query ids or an object with a 'dev' list; received {type(data).__name__}"
+            )
+        ids = [str(q) for q in data]
+    else:
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"{path} lists no query ids")
+    return ids
+
+
 def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
     parser.add_argument("--split", default=split, help=f"qrels split (default {split})")
@@ -20,6 +47,9 @@ def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("--rerank-depth", type=int, default=None,
                         help="rerank only the first N candidates; the rest keep first-stage order (default: all)")
     parser.add_argument("--rrf-k0", type=int, default=60, help="RRF constant k0 (default 60)")
+    parser.add_argument("--queries", type=read_query_ids, default=None, metavar="FILE",
+                        help="use only the queries listed in FILE: one id per line, a JSON list, or a training run's "
+                        "splits.json (its held-out dev queries)")
     parser.add_argument("--sample", type=int, default=None, help="use a seeded random sample of this many queries")
     parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -64,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
     reranker = reranker_from_args(args, calibration=args.calibration)
     setup = EvalSetup(split=args.split, candidates=args.candidates, depth=args.depth, rrf_k0=args.rrf_k0,
-                      sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth)
+                      query_ids=args.queries, sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth)
     scored = prepare(args.dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                      progress=sys.stderr.isatty())
     threshold = args.threshold

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             reranker = reranker_from_args(args)
             for depth in depths:
                 setup = EvalSetup(split=args.split, candidates=args.candidates, depth=depth, rrf_k0=args.rrf_k0,
-                                  sample=args.sample, seed=args.seed, include_judged=args.include_judged,
+                                  query_ids=args.queries, sample=args.sample, seed=args.seed, include_judged=args.include_judged,
                                   rerank_depth=args.rerank_depth)
                 scored = prepare(dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                                  progress=sys.stderr.isatty())
@@ -190,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(scored: Any) -> str:
     setup = scored.setup
-    sample = f"a seeded sample (seed {setup.seed}) of {len(scored.query_ids)} queries" if setup.sample else f"all {len(scored.query_ids)} queries"
+    if setup.sample:
+        sample = f"a seeded sample (seed {setup.seed}) of {len(scored.query_ids)} queries"
+    elif setup.query_ids is not None:
+        sample = f"the {len(scored.query_ids)} listed queries"
+    else:
+        sample = f"all {len(scored.query_ids)} queries"
     judged = " plus the split's judged-relevant documents" if setup.include_judged else ""
     return (
         f"{scored.dataset.name} split '{setup.split}', {sample}; {setup.candidates} top-{setup.depth} candidates{judged}"

@@ -52,7 +52,10 @@ class EvalSetup:
         candidates: ``bm25``, ``dense``, ``rrf`` or ``fixed``.
         depth: Candidates per query.
         rrf_k0: The RRF constant when ``candidates="rrf"``.
-        sample: Use only this many queries of the split (a seeded random sample), if set.
+        query_ids: Use only these queries of the split (e.g. a training run's held-out dev
+            queries), if set; an id the split does not have is an error.
+        sample: Use only this many queries of the split (a seeded random sample), if set;
+            drawn from ``query_ids`` when both are set.
         seed: Seed for ``sample``.
         include_judged: Add the split's judged-relevant documents missing from the candidates
             (for fitting data, so positives are represented; never for reported figures).
@@ -64,6 +67,7 @@ class EvalSetup:
     candidates: str = "bm25"
     depth: int = 100
     rrf_k0: int = 60
+    query_ids: list[str] | None = None
     sample: int | None = None
     seed: int = 0
     include_judged: bool = False
@@ -96,6 +100,15 @@ class ScoredSplit:
             out[q] = {**scored, **{d: floor - (i + 1) for i, d in enumerate(rest)}}
         return out
 
+    def judgments(self) -> Qrels:
+        """The split's judgments for this run's queries only.
+
+        Metrics count a judged query without candidates as 0, so judgments of queries outside a
+        ``sample`` or ``query_ids`` subset must not reach them.
+        """
+        judged = self.dataset.qrels(self.setup.split)
+        return {q: judged[q] for q in self.query_ids if q in judged}
+
     def probabilities(self, calibrator: Calibrator) -> Scores:
         out: Scores = {}
         for q, docs in self.logits.items():
@@ -122,6 +135,15 @@ def prepare(
     data = dataset if isinstance(dataset, BeirDataset) else load_dataset(dataset)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     query_ids = data.split_queries(setup.split)
+    if setup.query_ids is not None:
+        wanted = set(setup.query_ids)
+        unknown = sorted(wanted - set(query_ids))
+        if unknown:
+            raise InvalidInputError(
+                f"{len(unknown)} of the {len(wanted)} requested query ids are not queries of split {setup.split!r} "
+                f"(e.g. {unknown[:5]}); expected ids from its qrels"
+            )
+        query_ids = [q for q in query_ids if q in wanted]
     if setup.sample is not None:
         if setup.sample < 1:
             raise InvalidInputError(f"sample must be >= 1; received {setup.sample}")
@@ -229,7 +251,7 @@ def evaluate_scores(
     probabilities = scored.probabilities(calibration.calibrator)
     first_stage = {q: {d: float(len(docs) - r) for r, d in enumerate(docs)} for q, docs in scored.candidates.items()}
     if data.has_qrels(split):
-        qrels = data.qrels(split)
+        qrels = scored.judgments()
         # Ranking uses the raw logits: a monotone calibrator must not change the order, and
         # isotonic plateaus would otherwise create ties.
         final = scored.ranking()
@@ -265,7 +287,9 @@ def evaluate_scores(
             report["metrics"]["hit_rate"] = abstention["hit_rate"]
             if data.has_qrels(split):
                 evidence, _ = _calibration_labels(data, split)
-                cut_metric = ranking_metrics(evidence or data.qrels(split), {q: kept.get(q, {}) for q in scored.query_ids}, [metrics[0]])
+                labels_for_cut = evidence if evidence is not None else scored.judgments()
+                judged = {q: labels_for_cut[q] for q in scored.query_ids if q in labels_for_cut}
+                cut_metric = ranking_metrics(judged, {q: kept.get(q, {}) for q in scored.query_ids}, [metrics[0]])
                 abstention[f"{metrics[0]}_after_threshold"] = cut_metric[metrics[0].lower()]
         top = {q: max(probabilities[q].values()) if probabilities.get(q) else -np.inf for q in answerable}
         grid = np.linspace(0.0, 1.0, 101)
@@ -438,10 +462,11 @@ def _fit_rule(kind: str, scored: ScoredSplit, calibrator: Calibrator, answerable
         rule = fit_logistic_rule(ranked, [labels[q] for q in queries])
     else:
         raise InvalidInputError(f"unknown abstention rule kind {kind!r}")
-    confidence = _rule_confidence(rule, _subset(scored, queries), calibrator)
-    probabilities = _subset(scored, queries).probabilities(calibrator)
+    part = _subset(scored, queries)
+    confidence = _rule_confidence(rule, part, calibrator)
+    probabilities = part.probabilities(calibrator)
     choice = select_threshold(probabilities, labels, max_false_evidence=max_false_evidence, objective=objective,
-                              qrels=scored.dataset.qrels(scored.setup.split) if objective != "hit_rate" else None,
+                              qrels=part.judgments() if objective != "hit_rate" else None,
                               confidence=confidence, thresholds=candidate_thresholds(list(confidence.values())))
     return rule, choice.threshold
 
