@@ -594,3 +594,31 @@ def test_the_published_scifact_config_is_valid() -> None:
     assert Path(config.data.path).resolve() == (path.parent / "../../../shared/data/scifact").resolve()
     assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / "scifact-l12").resolve()
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.slow
+def test_train_cli_evaluates_base_and_trained_model_on_a_test_split(
+    tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossrank.cli import main
+
+    config = make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", export_onnx=True, quantize=True,
+                         loss="softmax_ce", negatives={"strategy": "mixed", "ratio": [2, 1], "pool_size": 8},
+                         gate_tolerance=1.0)  # the gate has its own tests; a tiny random model is not its subject
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    bench = tmp_path / "BENCHMARKS.md"
+    assert main(["train", str(config_file), "--evaluate", str(synthetic["beir"]), "--eval-split", "train", "--eval-depth", "4",
+                 "--benchmark", "finetune-tiny", "--benchmarks-file", str(bench)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    test = printed["test"]
+    assert test["queries"] == len(TOPICS) and test["depth"] == 4
+    for key in ("base_ndcg@10", "trained_int8_ndcg@10", "trained_fp32_ndcg@10"):
+        assert 0.0 <= test[key] <= 1.0
+    assert test["gain"] == pytest.approx(test["trained_int8_ndcg@10"] - test["base_ndcg@10"])
+    assert 0.0 <= test["bootstrap_p"] <= 1.0
+    section = bench.read_text()
+    assert "<!-- section:finetune-tiny -->" in section and "softmax_ce" in section
+    label = "fine-tuned" if printed["best_step"] else "published model (start weights, re-exported)"
+    assert f"| {label}, int8 ONNX | {test['trained_int8_ndcg@10']:.4f} |" in section
+    assert f"| {label}, fp32 ONNX | {test['trained_fp32_ndcg@10']:.4f} |" in section

@@ -65,6 +65,15 @@ def _training_lines(config: object, result: object, train_wall: float, peak_mib:
     )
 
 
+def _run_description(config: object, metrics: dict) -> str:
+    return (
+        f"{metrics['steps']} training steps (best dev step {metrics['best_step']}) with `{config.loss}` and "  # type: ignore[attr-defined]
+        f"`{config.negatives.strategy}` negatives, batch {config.batch_size} groups, max_length {config.max_length}, "  # type: ignore[attr-defined]
+        f"{config.freeze_layers} lowest encoder layers frozen, device {config.device}, on {metrics['train_queries']} "  # type: ignore[attr-defined]
+        f"train queries (dev: {metrics['dev_queries']} held-out queries, query-grouped)"
+    )
+
+
 def _write_training_section(section: str, config_path: str, config: object, result: object, train_wall: float, benchmarks_file: str) -> None:
     from pathlib import Path
 
@@ -74,11 +83,7 @@ def _write_training_section(section: str, config_path: str, config: object, resu
     metrics = result.metrics  # type: ignore[attr-defined]
     body = (
         f"## Training run: {Path(config_path).name}\n\n"
-        f"Start `{config.base_model}`; {metrics['steps']} training steps (best dev step {metrics['best_step']}) "  # type: ignore[attr-defined]
-        f"with `{config.loss}` and `{config.negatives.strategy}` negatives, batch {config.batch_size} groups, "  # type: ignore[attr-defined]
-        f"max_length {config.max_length}, {config.freeze_layers} lowest encoder layers frozen, on "  # type: ignore[attr-defined]
-        f"{metrics['train_queries']} train queries (dev: {metrics['dev_queries']} held-out queries, query-grouped), "
-        f"device {config.device}.\n\n"  # type: ignore[attr-defined]
+        f"Start `{config.base_model}`; {_run_description(config, metrics)}.\n\n"  # type: ignore[attr-defined]
         f"- Training config:\n\n```json\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}\n```\n"  # type: ignore[attr-defined]
         + _training_lines(config, result, train_wall, peak_memory_mib())
     )
@@ -125,10 +130,8 @@ def _evaluate(args: argparse.Namespace, config: object, result: object, train_wa
         )
         body = (
             f"## Fine-tuning: {Path(args.evaluate).name}\n\n"
-            f"Start `{config.base_model}`, compared with `{baseline}`; {metrics['steps']} training steps "  # type: ignore[attr-defined]
-            f"(best dev step {metrics['best_step']}) with `{config.loss}` and `{config.negatives.strategy}` negatives, "  # type: ignore[attr-defined]
-            f"batch {config.batch_size} groups, max_length {config.max_length}, on {metrics['train_queries']} train "  # type: ignore[attr-defined]
-            f"queries (dev: {metrics['dev_queries']} held-out queries, query-grouped). Test: {len(evaluation.queries)} "
+            f"Start `{config.base_model}`, compared with `{baseline}`; {_run_description(config, metrics)}. "  # type: ignore[attr-defined]
+            f"Test: {len(evaluation.queries)} "
             f"judged `{args.eval_split}` queries, BM25 top-{evaluation.depth} reranked by each model.\n{note}\n"
             "| model | test nDCG@10 |\n|---|---|\n"
             f"| base `{baseline}` | {base:.4f} |\n| {published}, int8 ONNX | {int8:.4f} |\n"
