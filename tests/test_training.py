@@ -510,6 +510,17 @@ def test_regression_gate_fails_loudly_for_a_degraded_int8_model(finished_run: An
     # The same comparison against the run's own int8 model passes.
     ok = regression_gate(run_dir / "export" / "fp32", run_dir / "export" / "int8", data, candidates, tolerance=0.01, max_length=48)
     assert ok.passed
+    # The published calibration maps the published int8 graph's dev logits, not the torch model's.
+    from crossrank.calibration import load_calibration
+    from crossrank.training.export import fit_dev_calibration
+
+    published = load_calibration(finished_run.model_dir / "calibration.json")
+    assert published.provenance["scorer"] == ok.int8_scorer
+    assert ok.int8_scorer["max_length"] == 48 and ok.int8_scorer["backend"] == "onnx"
+    refit = fit_dev_calibration(ok.int8_scores, data, candidates, published.calibrator.kind).calibrator.to_dict()
+    expected = published.calibrator.to_dict()
+    assert refit.pop("kind") == expected.pop("kind")
+    assert refit == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""After training: calibrate on dev, export ONNX, quantize int8, regression gate, model card, curves.
+"""After training: export ONNX, quantize int8, regression gate, calibrate on dev, model card, curves.
 
 The finished folder ``<run>/model`` holds ``model.safetensors`` + ``config.json`` (fp32 torch),
 ``model.onnx`` (int8 dynamic; crossrank rewrites it to per-token quantization at load),
@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,15 @@ class RegressionGateError(CrossRankError):
 
 @dataclass
 class GateResult:
+    """Dev nDCG@10 of the fp32 and int8 graphs; ``int8_scores`` and ``int8_scorer`` are the int8
+    model's dev logits per query and its scorer settings, kept so the published model's calibration
+    is fitted on the scores it will produce."""
+
     fp32_ndcg: float
     int8_ndcg: float
     tolerance: float
+    int8_scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    int8_scorer: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -163,17 +169,22 @@ def onnx_model_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantizati
     return folder
 
 
-def _ndcg_with_reranker(model_dir: Path, dev_data: Any, candidates: Mapping[str, list[str]], max_length: int) -> float:
+def _dev_scores_with_reranker(
+    model_dir: Path, dev_data: Any, candidates: Mapping[str, list[str]], max_length: int
+) -> tuple[float, dict[str, np.ndarray], dict[str, Any]]:
+    """Dev nDCG@10, dev logits per query and the scorer settings of ``Reranker(model_dir)``."""
     from crossrank.training.trainer import evaluate_dev
 
     from crossrank import Reranker
+    from crossrank.evaluation.cache import scorer_settings
 
     reranker = Reranker(str(model_dir), backend="onnx", max_length=max_length, allow_download=False)
     try:
-        value, _ = evaluate_dev(lambda pairs: np.asarray(reranker.score(pairs, raw=True)), dev_data, candidates)
+        value, scores = evaluate_dev(lambda pairs: np.asarray(reranker.score(pairs, raw=True)), dev_data, candidates)
+        settings = scorer_settings(reranker)
     finally:
         reranker.close()
-    return value
+    return value, scores, settings
 
 
 def regression_gate(
@@ -184,11 +195,10 @@ def regression_gate(
     Raises:
         RegressionGateError: ``fp32 - int8 > tolerance``.
     """
-    result = GateResult(
-        fp32_ndcg=_ndcg_with_reranker(Path(fp32_dir), dev_data, candidates, max_length),
-        int8_ndcg=_ndcg_with_reranker(Path(int8_dir), dev_data, candidates, max_length),
-        tolerance=float(tolerance),
-    )
+    fp32_ndcg, _, _ = _dev_scores_with_reranker(Path(fp32_dir), dev_data, candidates, max_length)
+    int8_ndcg, int8_scores, int8_scorer = _dev_scores_with_reranker(Path(int8_dir), dev_data, candidates, max_length)
+    result = GateResult(fp32_ndcg=fp32_ndcg, int8_ndcg=int8_ndcg, tolerance=float(tolerance),
+                        int8_scores=int8_scores, int8_scorer=int8_scorer)
     if not result.passed:
         raise RegressionGateError(
             f"regression gate failed: int8 dev nDCG@10 {result.int8_ndcg:.4f} is more than {tolerance} below "
@@ -197,8 +207,14 @@ def regression_gate(
     return result
 
 
-def fit_dev_calibration(scores: Mapping[str, np.ndarray], dev_data: Any, candidates: Mapping[str, list[str]], kind: str) -> Any:
-    """Fit a calibrator on dev logits (label: judged relevant) and return a ``Calibration``."""
+def fit_dev_calibration(
+    scores: Mapping[str, np.ndarray], dev_data: Any, candidates: Mapping[str, list[str]], kind: str, scorer: Mapping[str, Any] | None = None
+) -> Any:
+    """Fit a calibrator on dev logits (label: judged relevant) and return a ``Calibration``.
+
+    ``scorer`` (settings of the model that produced ``scores``) goes into the provenance, so a
+    reranker scoring with other settings can say its probabilities are approximate.
+    """
     from crossrank.calibration import Calibration, fit_calibrator
 
     logits, labels = [], []
@@ -209,7 +225,10 @@ def fit_dev_calibration(scores: Mapping[str, np.ndarray], dev_data: Any, candida
     calibrator = fit_calibrator(kind, logits, labels)
     return Calibration(
         calibrator=calibrator,
-        provenance={"fitted_on": "training run dev split", "pairs": len(logits), "positives": int(sum(labels))},
+        provenance={
+            "fitted_on": "training run dev split", "pairs": len(logits), "positives": int(sum(labels)),
+            **({"scorer": dict(scorer)} if scorer else {}),
+        },
     )
 
 
@@ -269,7 +288,7 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
             kind += f", activation ranges from {metrics['static_calibration_pairs']} training pairs"
         lines.append(f"| dev nDCG@10 fp32 ONNX / int8 ONNX ({kind}) | {gate['fp32_ndcg@10']:.4f} / {gate['int8_ndcg@10']:.4f} (tolerance {gate['tolerance']}) |")
     if metrics.get("calibration"):
-        lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on dev |")
+        lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on the published model's dev scores |")
     lines += [
         f"| time for data, mining, training and dev evaluations | {metrics['train_seconds']:.0f} s |",
         "",
@@ -309,9 +328,10 @@ def finish_run(
         "dev_queries": len(candidates),
         "train_seconds": train_seconds,
     }
-    calibration = fit_dev_calibration(dev_scores, dev_data, candidates, config.calibrator)
-    save_calibration(calibration, tmp / "calibration.json")
-    metrics["calibration"] = calibration.calibrator.to_dict()
+    # Logits of the published graph are what the calibration will map; the torch model's dev
+    # logits stand in only when no int8 graph is published.
+    calibration_scores: Mapping[str, np.ndarray] = dev_scores
+    calibration_scorer: dict[str, Any] = {"model": "fp32 torch checkpoint", "max_length": config.max_length, "long_documents": "truncate"}
     quantization = "none"
     onnx_file = None
     if config.export_onnx:
@@ -340,8 +360,12 @@ def finish_run(
                 atomic_write_text(run_dir / "metrics.json", json.dumps({**metrics, "gate": "failed"}, indent=1) + "\n")
                 raise
             metrics["gate"] = gate.to_dict()
+            calibration_scores, calibration_scorer = gate.int8_scores, gate.int8_scorer
         else:
             shutil.copy(fp32, tmp / "model.onnx")
+    calibration = fit_dev_calibration(calibration_scores, dev_data, candidates, config.calibrator, calibration_scorer)
+    save_calibration(calibration, tmp / "calibration.json")
+    metrics["calibration"] = calibration.calibrator.to_dict()
     base_config = ModelConfig.load(base_dir)
     files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "model.onnx", "tokenizer.json") if (tmp / name).is_file()}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
