@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_lines(config: object, result: object, train_wall: float, peak_mib: float) -> str:
+def _training_lines(result: object, train_wall: float, peak_mib: float) -> str:
     metrics = result.metrics  # type: ignore[attr-defined]
     return (
         f"- Dev nDCG@10 before -> best (fp32 torch): {metrics['dev_ndcg_before']:.4f} -> {metrics['dev_ndcg_after']:.4f}\n"
@@ -85,7 +85,7 @@ def _write_training_section(section: str, config_path: str, config: object, resu
         f"## Training run: {Path(config_path).name}\n\n"
         f"Start `{config.base_model}`; {_run_description(config, metrics)}.\n\n"  # type: ignore[attr-defined]
         f"- Training config:\n\n```json\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}\n```\n"  # type: ignore[attr-defined]
-        + _training_lines(config, result, train_wall, peak_memory_mib())
+        + _training_lines(result, train_wall, peak_memory_mib())
     )
     write_section(section, body, path=benchmarks_file)
 
@@ -139,7 +139,7 @@ def _evaluate(args: argparse.Namespace, config: object, result: object, train_wa
             f"- Difference (int8 vs base): {int8 - base:+.4f}; paired bootstrap over queries (10,000 resamples), "
             f"one-sided p = {p_value:.4f}\n"
             f"- int8 vs fp32 on test: {int8 - fp32:+.4f}\n"
-            + _training_lines(config, result, train_wall, train_peak)
+            + _training_lines(result, train_wall, train_peak)
         )
         write_section(args.benchmark, body, path=args.benchmarks_file)
     return figures
