@@ -106,8 +106,7 @@ class ScoredSplit:
         Metrics count a judged query without candidates as 0, so judgments of queries outside a
         ``sample`` or ``query_ids`` subset must not reach them.
         """
-        judged = self.dataset.qrels(self.setup.split)
-        return {q: judged[q] for q in self.query_ids if q in judged}
+        return _for_queries(self.dataset.qrels(self.setup.split), self.query_ids)
 
     def probabilities(self, calibrator: Calibrator) -> Scores:
         out: Scores = {}
@@ -116,6 +115,11 @@ class ScoredSplit:
             values = calibrator.transform(np.array([docs[d] for d in ids])) if ids else np.zeros(0)
             out[q] = {d: float(np.clip(v, 0.0, 1.0)) for d, v in zip(ids, values)}
         return out
+
+
+def _for_queries(qrels: Qrels, query_ids: Sequence[str]) -> Qrels:
+    """The judgments of ``query_ids`` only (metrics count every judged query they are given)."""
+    return {q: qrels[q] for q in query_ids if q in qrels}
 
 
 def prepare(
@@ -287,8 +291,7 @@ def evaluate_scores(
             report["metrics"]["hit_rate"] = abstention["hit_rate"]
             if data.has_qrels(split):
                 evidence, _ = _calibration_labels(data, split)
-                labels_for_cut = evidence if evidence is not None else scored.judgments()
-                judged = {q: labels_for_cut[q] for q in scored.query_ids if q in labels_for_cut}
+                judged = _for_queries(evidence, scored.query_ids) if evidence is not None else scored.judgments()
                 cut_metric = ranking_metrics(judged, {q: kept.get(q, {}) for q in scored.query_ids}, [metrics[0]])
                 abstention[f"{metrics[0]}_after_threshold"] = cut_metric[metrics[0].lower()]
         top = {q: max(probabilities[q].values()) if probabilities.get(q) else -np.inf for q in answerable}
