@@ -9,7 +9,8 @@ import pytest
 
 from crossrank.calibration import load_calibration
 from crossrank.cli import main
-from crossrank.evaluation.candidates import get_candidates, reciprocal_rank_fusion
+from crossrank.errors import InvalidInputError
+from crossrank.evaluation.candidates import bm25_candidates, get_candidates, reciprocal_rank_fusion
 from crossrank.evaluation.datasets import load_dataset
 
 pytest.importorskip("bm25s")
@@ -53,6 +54,35 @@ def test_dataset_loading_and_bm25(tiny_dataset: Path) -> None:
     candidates = get_candidates(data, "test", "bm25", 3)
     # BM25 finds the topic's own documents first.
     assert all(all(d.startswith(f"d{q[1:]}-") for d in docs) for q, docs in candidates.items())
+
+
+def _inflection_dataset(folder: Path) -> Path:
+    """The query matches "inflected" only through inflected forms and "surface" by one exact word."""
+    (folder / "qrels").mkdir(parents=True)
+    corpus = [{"_id": "surface", "title": "", "text": "A marathon."},
+              {"_id": "inflected", "title": "", "text": "Runners trained for marathons."},
+              {"_id": "unrelated", "title": "", "text": "Bread rises in a warm oven."}]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "marathon training"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\tinflected\t1\n")
+    return folder
+
+
+def test_bm25_stemming_matches_inflected_forms(tmp_path: Path) -> None:
+    pytest.importorskip("Stemmer")
+    data = load_dataset(_inflection_dataset(tmp_path / "inflection"))
+    # Unstemmed, only "surface" shares a token with the query; stemmed, "inflected" matches both
+    # query terms ("trained" ~ "training", "marathons" ~ "marathon") and ranks first.
+    assert bm25_candidates(data, ["q"], 3, stemmer="none")["q"][0] == "surface"
+    assert bm25_candidates(data, ["q"], 3, stemmer="english")["q"][0] == "inflected"
+    assert bm25_candidates(data, ["q"], 3, stemmer="porter")["q"][0] == "inflected"
+    # The stemmer is part of the candidate cache key: both lists are kept side by side.
+    cache = tmp_path / "cache"
+    assert get_candidates(data, "test", "bm25", 3, cache_dir=cache, bm25_stemmer="none")["q"][0] == "surface"
+    assert get_candidates(data, "test", "bm25", 3, cache_dir=cache)["q"][0] == "inflected"
+    assert len(list((cache / "candidates").glob("*.json"))) == 2
+    with pytest.raises(InvalidInputError, match="BM25 stemmer must be one of .*received 'latin'"):
+        get_candidates(data, "test", "bm25", 2, bm25_stemmer="latin")
 
 
 def test_reciprocal_rank_fusion_by_hand() -> None:

@@ -246,6 +246,18 @@ def test_bi_encoder_pool(synthetic: dict[str, Path]) -> None:
         assert set(bm25_only[qid][:3]) <= set(pool)
 
 
+def test_bm25_pool_stemming_follows_the_config() -> None:
+    pytest.importorskip("Stemmer")
+    from crossrank.training.retrieval import Bm25Index
+
+    corpus = {"inflected": "Runners trained for marathons.", "unrelated": "Bread rises in a warm oven."}
+    # Only positive-score hits are returned: unstemmed, no document shares a token with the query.
+    assert Bm25Index(corpus, stemmer="none").search(["marathon training"], 2) == [[]]
+    assert [d for d, _ in Bm25Index(corpus).search(["marathon training"], 2)[0]] == ["inflected"]
+    with pytest.raises(ConfigurationError, match="bm25_stemmer must be english, porter or none; received 'latin'"):
+        TrainConfig(base_model="m", output_dir="o", data={"format": "beir", "path": "d"}, bm25_stemmer="latin")
+
+
 # ----------------------------------------------------------------- losses
 
 
@@ -596,15 +608,20 @@ def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
     assert np.isfinite(scores).all()
 
 
-@pytest.mark.parametrize(("name", "split"), [("scifact", "train"), ("cranfield", "test")])
-def test_the_published_configs_are_valid(name: str, split: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "split", "frozen", "stemmer"),
+    [("scifact-l12", "train", 8, "none"), ("cranfield-l12", "test", 8, "none"), ("scifact-l12-deep", "train", 4, "english")],
+)
+def test_the_published_configs_are_valid(name: str, split: str, frozen: int, stemmer: str) -> None:
     # BENCHMARKS.md's fine-tuning figures come from these files; they must keep loading as written.
-    path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}-l12.yaml"
+    path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}.yaml"
     config = load_config(path)
-    assert config.loss == "softmax_ce" and config.freeze_layers == 8 and config.max_length == 256
+    assert config.loss == "softmax_ce" and config.freeze_layers == frozen and config.max_length == 256
+    assert config.bm25_stemmer == stemmer
     assert config.data.format == "beir" and config.data.split == split
-    assert Path(config.data.path).resolve() == (path.parent / f"../../../shared/data/{name}").resolve()
-    assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / f"{name}-l12").resolve()
+    dataset = name.split("-")[0]
+    assert Path(config.data.path).resolve() == (path.parent / f"../../../shared/data/{dataset}").resolve()
+    assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / name).resolve()
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 

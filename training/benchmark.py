@@ -74,6 +74,7 @@ def evaluate_models(
     depth: int = 100,
     max_length: int = 256,
     cache_dir: str | Path,
+    bm25_stemmer: str = "english",
 ) -> TestEvaluation:
     """Rerank BM25 top-``depth`` of the first ``queries`` judged test queries with each model.
 
@@ -89,7 +90,7 @@ def evaluate_models(
     qids = data.judged_queries()
     if queries is not None:
         qids = qids[:queries]
-    hits = Bm25Index(data.corpus).search([data.queries[q] for q in qids], depth)
+    hits = Bm25Index(data.corpus, stemmer=bm25_stemmer).search([data.queries[q] for q in qids], depth)
     candidates = {q: [d for d, _ in row] for q, row in zip(qids, hits)}
     pairs = [(data.queries[q], data.corpus[d]) for q in qids for d in candidates[q]]
     cache = Path(cache_dir)

@@ -148,6 +148,9 @@ class TrainConfig:
         checkpoint_every_steps: Write a resumable checkpoint every N steps (and at each epoch end).
         patience: Stop after this many evaluations without improvement (None: never).
         dev_candidates: BM25 candidates per dev query (plus its judged documents).
+        bm25_stemmer: Stemmer of the BM25 index behind hard negatives and dev candidates
+            (``english``, ``porter`` or ``none``); match the evaluation's ``--bm25-stemmer`` so
+            training sees the kind of candidates it will rerank.
         gate_tolerance: Largest allowed drop of int8 dev nDCG@10 below fp32.
         calibrator: Calibrator kind fitted on the dev split (``platt``, ``temperature``, ``isotonic``).
         export_onnx, quantize: Export steps after training (the gate needs both).
@@ -188,6 +191,7 @@ class TrainConfig:
     checkpoint_every_steps: int | None = 200
     patience: int | None = 3
     dev_candidates: int = 30
+    bm25_stemmer: str = "english"
     gate_tolerance: float = 0.01
     calibrator: str = "platt"
     export_onnx: bool = True
@@ -234,6 +238,7 @@ class TrainConfig:
             isinstance(self.static_calibration_pairs, int) and not isinstance(self.static_calibration_pairs, bool) and self.static_calibration_pairs >= 1,
             f"static_calibration_pairs must be an int >= 1; received {self.static_calibration_pairs!r}",
         )
+        _check(self.bm25_stemmer in ("english", "porter", "none"), f"bm25_stemmer must be english, porter or none; received {self.bm25_stemmer!r}")
         _check(self.calibrator in ("platt", "temperature", "isotonic"), f"calibrator must be platt, temperature or isotonic; received {self.calibrator!r}")
         if self.domain is not None:
             from crossrank.models.domains import validate_domain_name

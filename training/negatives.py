@@ -46,9 +46,10 @@ class NegativeMiner:
         >>> groups = miner.groups(["q1"], seed=0)  # doctest: +SKIP
     """
 
-    def __init__(self, data: RankingData, config: NegativesConfig) -> None:
+    def __init__(self, data: RankingData, config: NegativesConfig, *, bm25_stemmer: str = "english") -> None:
         self.data = data
         self.config = config
+        self.bm25_stemmer = bm25_stemmer
         self._doc_ids = sorted(data.corpus)
         self._pools: dict[str, list[str]] = {}
 
@@ -70,7 +71,7 @@ class NegativeMiner:
             return self._pools
         texts = [self.data.queries[q] for q in missing]
         k = self.config.pool_size + 10
-        runs = [Bm25Index(self.data.corpus).search(texts, k)]
+        runs = [Bm25Index(self.data.corpus, stemmer=self.bm25_stemmer).search(texts, k)]
         if self.config.bi_encoder:
             runs.append(DenseIndex(self.data.corpus).search(texts, k))
         for position, qid in enumerate(missing):

@@ -14,27 +14,33 @@ __all__ = ["Bm25Index", "DenseIndex"]
 class Bm25Index:
     """BM25 over a corpus (``bm25s``), returning document ids with scores.
 
+    ``stemmer`` is ``"english"`` (Snowball), ``"porter"`` or ``"none"``, as for evaluation candidates.
+
     Example:
         >>> index = Bm25Index({"d1": "paris is the capital of france", "d2": "berlin"})  # doctest: +SKIP
         >>> index.search(["capital of france"], k=1)[0][0][0]  # doctest: +SKIP
         'd1'
     """
 
-    def __init__(self, corpus: Mapping[str, str]) -> None:
+    def __init__(self, corpus: Mapping[str, str], *, stemmer: str = "english") -> None:
         try:
             import bm25s
         except ImportError:
             raise missing_dependency("bm25s", "train", "BM25 negative mining") from None
+        from crossrank.evaluation.candidates import load_stemmer
+
         self._bm25s = bm25s
+        self._stemmer = load_stemmer(stemmer)
         self.ids = list(corpus)
         self.retriever = bm25s.BM25()
-        self.retriever.index(bm25s.tokenize([corpus[i] for i in self.ids], stopwords="en", show_progress=False), show_progress=False)
+        texts = [corpus[i] for i in self.ids]
+        self.retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, show_progress=False), show_progress=False)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         k = min(k, len(self.ids))
         if not queries or k < 1:
             return [[] for _ in queries]
-        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        tokens = self._bm25s.tokenize(list(queries), stopwords="en", stemmer=self._stemmer, show_progress=False)
         indices, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
         return [
             [(self.ids[int(i)], float(s)) for i, s in zip(row, row_scores) if float(s) > 0]

@@ -202,10 +202,10 @@ class _Model:
         return result
 
 
-def _dev_candidates(data: RankingData, qids: Sequence[str], depth: int) -> dict[str, list[str]]:
+def _dev_candidates(data: RankingData, qids: Sequence[str], depth: int, stemmer: str) -> dict[str, list[str]]:
     from crossrank.training.retrieval import Bm25Index
 
-    hits = Bm25Index(data.corpus).search([data.queries[q] for q in qids], depth) if depth else [[] for _ in qids]
+    hits = Bm25Index(data.corpus, stemmer=stemmer).search([data.queries[q] for q in qids], depth) if depth else [[] for _ in qids]
     out = {}
     for qid, row in zip(qids, hits):
         docs = [d for d, _ in row]
@@ -304,7 +304,7 @@ def train(
     if candidates_file.is_file():
         dev_candidates = json.loads(candidates_file.read_text())
     else:
-        dev_candidates = _dev_candidates(dev_data, dev_qids, config.dev_candidates)
+        dev_candidates = _dev_candidates(dev_data, dev_qids, config.dev_candidates, config.bm25_stemmer)
         _write_json(candidates_file, dev_candidates)
 
     base_dir = _resolve_model_dir(config.base_model)
@@ -312,7 +312,7 @@ def train(
     torch = model.torch
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     teacher = _Teacher(config, run_dir) if (config.teacher and _uses_teacher(config)) else None
-    miner = NegativeMiner(data, config.negatives)
+    miner = NegativeMiner(data, config.negatives, bm25_stemmer=config.bm25_stemmer)
 
     history: list[dict[str, Any]] = []
     state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "best_step": None, "bad_evals": 0, "stopped": False}

@@ -101,7 +101,8 @@ def load_workload(data_dir: Path, *, queries: int, depth: int, split: str = "tes
     query_ids = [q for q in dataset.split_queries(split) if q in qrels][:queries]
     if not query_ids:
         raise InvalidInputError(f"{data_dir}: no judged queries in split {split!r}")
-    candidates = bm25_candidates(dataset, query_ids, depth)
+    # The recorded speed sections were measured on unstemmed BM25 lists; keep their workload.
+    candidates = bm25_candidates(dataset, query_ids, depth, stemmer="none")
     return Workload(
         query_ids=query_ids,
         queries=[dataset.queries[q] for q in query_ids],

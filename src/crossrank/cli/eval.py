@@ -47,6 +47,8 @@ def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("--rerank-depth", type=int, default=None,
                         help="rerank only the first N candidates; the rest keep first-stage order (default: all)")
     parser.add_argument("--rrf-k0", type=int, default=60, help="RRF constant k0 (default 60)")
+    parser.add_argument("--bm25-stemmer", choices=("english", "porter", "none"), default="english",
+                        help="BM25 stemming (default english, Snowball); 'none' reproduces reports made before stemming")
     parser.add_argument("--queries", type=read_query_ids, default=None, metavar="FILE",
                         help="use only the queries listed in FILE: one id per line, a JSON list, or a training run's "
                         "splits.json (its held-out dev queries)")
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
     reranker = reranker_from_args(args, calibration=args.calibration)
     setup = EvalSetup(split=args.split, candidates=args.candidates, depth=args.depth, rrf_k0=args.rrf_k0,
-                      query_ids=args.queries, sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth)
+                      bm25_stemmer=args.bm25_stemmer, query_ids=args.queries, sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth)
     scored = prepare(args.dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                      progress=sys.stderr.isatty())
     threshold = args.threshold

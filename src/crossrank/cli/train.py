@@ -107,6 +107,7 @@ def _evaluate(args: argparse.Namespace, config: object, result: object, train_wa
     evaluation = evaluate_models(
         models, args.evaluate, split=args.eval_split, queries=args.eval_queries, depth=args.eval_depth,
         max_length=config.max_length,  # type: ignore[attr-defined]
+        bm25_stemmer=config.bm25_stemmer,  # type: ignore[attr-defined]
         cache_dir=args.cache_dir or Path(config.output_dir) / "score-cache",  # type: ignore[attr-defined]
     )
     base, int8, fp32 = (evaluation.mean(k) for k in ("base", "trained-int8", "trained-fp32"))

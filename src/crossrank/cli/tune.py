@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             reranker = reranker_from_args(args)
             for depth in depths:
                 setup = EvalSetup(split=args.split, candidates=args.candidates, depth=depth, rrf_k0=args.rrf_k0,
-                                  query_ids=args.queries, sample=args.sample, seed=args.seed, include_judged=args.include_judged,
+                                  bm25_stemmer=args.bm25_stemmer, query_ids=args.queries, sample=args.sample, seed=args.seed, include_judged=args.include_judged,
                                   rerank_depth=args.rerank_depth)
                 scored = prepare(dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                                  progress=sys.stderr.isatty())

@@ -52,6 +52,7 @@ class EvalSetup:
         candidates: ``bm25``, ``dense``, ``rrf`` or ``fixed``.
         depth: Candidates per query.
         rrf_k0: The RRF constant when ``candidates="rrf"``.
+        bm25_stemmer: BM25's stemmer (``english``, ``porter`` or ``none``) for ``bm25``/``rrf``.
         query_ids: Use only these queries of the split (e.g. a training run's held-out dev
             queries), if set; an id the split does not have is an error.
         sample: Use only this many queries of the split (a seeded random sample), if set;
@@ -67,6 +68,7 @@ class EvalSetup:
     candidates: str = "bm25"
     depth: int = 100
     rrf_k0: int = 60
+    bm25_stemmer: str = "english"
     query_ids: list[str] | None = None
     sample: int | None = None
     seed: int = 0
@@ -155,7 +157,8 @@ def prepare(
         chosen = set(rng.sample(query_ids, min(setup.sample, len(query_ids))))
         query_ids = [q for q in query_ids if q in chosen]
     candidates = get_candidates(
-        data, setup.split, setup.candidates, setup.depth, cache_dir=cache_root, rrf_k0=setup.rrf_k0, query_ids=query_ids
+        data, setup.split, setup.candidates, setup.depth, cache_dir=cache_root, rrf_k0=setup.rrf_k0, query_ids=query_ids,
+        bm25_stemmer=setup.bm25_stemmer,
     )
     if setup.include_judged and data.has_qrels(setup.split):
         judged = data.qrels(setup.split)
