@@ -110,6 +110,8 @@ def test_eval_and_tune_end_to_end(tiny_dataset: Path, tiny_model_dir: Path, tmp_
     assert Path(report["files"]["reliability_png"]).read_bytes()[:4] == b"\x89PNG"
     assert Path(report["files"]["threshold_png"]).read_bytes()[:4] == b"\x89PNG"
     assert "ndcg@10" in Path(report["files"]["markdown"]).read_text()
+    assert "candidates `bm25` (BM25 stemmer english) depth 4" in Path(report["files"]["markdown"]).read_text()
+    assert report["setup"]["bm25_stemmer"] == "english"
     assert "<!-- section:quality-tiny -->" in bench.read_text()
 
     # Scores are cached: a second run scores nothing new.

@@ -98,13 +98,13 @@ def markdown_summary(report: dict[str, Any]) -> str:
     """A short Markdown account of a report (used for the ``.md`` file and ``BENCHMARKS.md``)."""
     setup, scorer = report["setup"], report["scorer"]
     reranked = f" (top {setup['rerank_depth']} reranked, the rest in first-stage order)" if setup.get("rerank_depth") else ""
-    source = setup["candidates"]
-    if source in ("bm25", "rrf") and "bm25_stemmer" in setup:
-        source += f", BM25 stemmer {setup['bm25_stemmer']}"
+    source = f"`{setup['candidates']}`"
+    if setup["candidates"] in ("bm25", "rrf") and "bm25_stemmer" in setup:
+        source += f" (BM25 stemmer {setup['bm25_stemmer']})"
     lines = [
         (
             f"Dataset `{Path(report['dataset']).name}` split `{report['split']}`: {report['queries']} queries, "
-            f"candidates `{source}` depth {setup['depth']}{reranked}; model `{scorer['model']}` "
+            f"candidates {source} depth {setup['depth']}{reranked}; model `{scorer['model']}` "
             f"(backend {scorer['backend']}, max_length {scorer['max_length']}, {scorer['long_documents']})."
         ),
         "",
