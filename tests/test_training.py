@@ -547,7 +547,7 @@ def test_gate_failure_fails_the_run(
 
     real_quantize = export.quantize_int8
 
-    def defective_quantize(source: Path, target: Path) -> Path:
+    def defective_quantize(source: Path, target: Path, *, per_channel: bool = True) -> Path:
         flipped = tmp_path / "flipped"
         shutil.copytree(source.parent.parent.parent / "best", flipped)
         state = load_file(str(flipped / "model.safetensors"))
@@ -561,6 +561,52 @@ def test_gate_failure_fails_the_run(
         train(config)
     assert not (tmp_path / "run" / "model").exists()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gate"] == "failed"
+
+    # Export settings may change after a refused export: the run resumes from its final
+    # checkpoint and only redoes the export, without training again.
+    monkeypatch.setattr(export, "quantize_int8", real_quantize)
+    order = (tmp_path / "run" / "data-order.jsonl").read_text()
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    with pytest.raises(ConfigurationError, match=r"different configuration \(changed: \['learning_rate'\]\)"):
+        train(make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", export_onnx=True, quantize=True,
+                          learning_rate=5e-4, gate_tolerance=1.0))
+    result = train(make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", export_onnx=True, quantize=True,
+                               gate_tolerance=1.0))
+    assert (result.model_dir / "model.onnx").is_file()
+    assert result.metrics["gate"]["passed"] is True and result.metrics["per_channel_weights"] is True
+    assert (tmp_path / "run" / "data-order.jsonl").read_text() == order
+    assert json.loads((tmp_path / "run" / "history.json").read_text()) == history
+    assert json.loads((tmp_path / "run" / "run-config.json").read_text())["gate_tolerance"] == 1.0
+
+
+@pytest.mark.slow
+def test_dynamic_quantization_scales_weights_per_column_or_per_matrix(finished_run: Any, tmp_path: Path) -> None:
+    import onnx
+    from crossrank.training.export import onnx_model_folder, quantize_int8
+
+    from crossrank import Reranker
+
+    fp32_dir = finished_run.run_dir / "export" / "fp32"
+    tokenizer = fp32_dir / "tokenizer.json"
+    pairs = [("what about volcano lava", "A note about volcano lava eruption."), ("penguin ice", "Bread rises in the oven.")]
+    reranker = Reranker(str(fp32_dir), backend="onnx", max_length=48, allow_download=False)
+    reference = np.asarray(reranker.score(pairs, raw=True))
+    reranker.close()
+    for per_channel in (True, False):
+        folder = tmp_path / f"int8-{per_channel}"
+        quantize_int8(fp32_dir / "model.onnx", tmp_path / f"q-{per_channel}.onnx", per_channel=per_channel)
+        onnx_model_folder(folder, tmp_path / f"q-{per_channel}.onnx", tokenizer, "dynamic-int8")
+        graph = onnx.load(str(folder / "model.onnx")).graph
+        quantized = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
+        scales = [init for init in graph.initializer if init.name.endswith("_scale") and init.name[: -len("_scale")] + "_quantized" in quantized]
+        assert scales, "no weight scales found next to the quantized matrices"
+        widths = {int(np.prod(init.dims)) for init in scales}
+        # Per column: one scale for each output column (hidden size 32 or more); per matrix: one.
+        assert (min(widths) > 1) if per_channel else (widths == {1})
+        reranker = Reranker(str(folder), backend="onnx", max_length=48, allow_download=False)
+        scores = np.asarray(reranker.score(pairs, raw=True))
+        reranker.close()
+        assert np.allclose(scores, reference, atol=0.1)
 
 
 def test_yaml_config_round_trip(tmp_path: Path, tiny_model_dir: Path, synthetic: dict[str, Path]) -> None:

@@ -24,12 +24,17 @@ from crossrank.training.data import DataSpec
 
 from crossrank.errors import ConfigurationError, missing_dependency
 
-__all__ = ["LOSSES", "NEGATIVE_STRATEGIES", "QUANTIZATION_MODES", "CurriculumConfig", "LoraConfig", "NegativesConfig", "TrainConfig", "load_config"]
+__all__ = ["EXPORT_FIELDS", "LOSSES", "NEGATIVE_STRATEGIES", "QUANTIZATION_MODES", "CurriculumConfig", "LoraConfig", "NegativesConfig", "TrainConfig", "load_config"]
 
 LOSSES = ("bce", "ranknet", "listnet", "softmax_ce", "listmle", "plistmle", "lambdaloss", "margin_mse", "mse")
 TEACHER_LOSSES = ("margin_mse", "mse")
 NEGATIVE_STRATEGIES = ("random", "bm25", "iterative", "mixed")
 QUANTIZATION_MODES = ("dynamic", "static")
+EXPORT_FIELDS = frozenset(
+    {"export_onnx", "quantize", "quantization", "static_calibration_pairs", "per_channel_weights",
+     "gate_tolerance", "calibrator", "name", "domain", "data_license"}
+)
+"""Settings used only after training; a finished or gate-failed run may change them and resume."""
 
 
 def _check(condition: bool, message: str) -> None:
@@ -159,6 +164,11 @@ class TrainConfig:
             ``static_calibration_pairs`` training pairs; no run-time range computation).
         static_calibration_pairs: Training pairs (never dev pairs, which the gate uses) that
             set the activation ranges of ``static`` quantization.
+        per_channel_weights: ``dynamic`` quantization with one int8 scale per output column of
+            each weight matrix (default) instead of one per matrix. Fine-tuning can leave a few
+            columns with much larger weights than the rest, and a single scale then rounds the
+            others coarsely (measured: a SciFact run lost 0.028 dev nDCG@10 per matrix and none
+            per column). ``static`` is always per column.
         device: ``cpu`` or ``cuda``; on CUDA training uses bf16 autocast.
         num_threads: torch CPU threads (default: torch's choice). On a busy machine 1 is
             often faster than oversubscribed cores.
@@ -198,6 +208,7 @@ class TrainConfig:
     quantize: bool = True
     quantization: str = "dynamic"
     static_calibration_pairs: int = 128
+    per_channel_weights: bool = True
     device: str = "cpu"
     num_threads: int | None = None
     name: str | None = None
@@ -239,6 +250,7 @@ class TrainConfig:
             f"static_calibration_pairs must be an int >= 1; received {self.static_calibration_pairs!r}",
         )
         _check(self.bm25_stemmer in ("english", "porter", "none"), f"bm25_stemmer must be english, porter or none; received {self.bm25_stemmer!r}")
+        _check(isinstance(self.per_channel_weights, bool), f"per_channel_weights must be true or false; received {self.per_channel_weights!r}")
         _check(self.calibrator in ("platt", "temperature", "isotonic"), f"calibrator must be platt, temperature or isotonic; received {self.calibrator!r}")
         if self.domain is not None:
             from crossrank.models.domains import validate_domain_name

@@ -85,11 +85,15 @@ def export_onnx(model_dir: Path, target: Path, opset: int = 14) -> Path:
     return target
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """ONNX Runtime dynamic int8 quantization (int8 weights, activations quantized at run time)."""
+def quantize_int8(source: Path, target: Path, *, per_channel: bool = True) -> Path:
+    """ONNX Runtime dynamic int8 quantization (int8 weights, activations quantized at run time).
+
+    ``per_channel`` gives each output column of a weight matrix its own scale instead of one
+    scale per matrix.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
     return target
 
 
@@ -347,8 +351,9 @@ def finish_run(
                 quantization = "static-int8"
                 metrics["static_calibration_pairs"] = len(pairs)
             else:
-                quantize_int8(fp32, tmp / "model.onnx")
+                quantize_int8(fp32, tmp / "model.onnx", per_channel=config.per_channel_weights)
                 quantization = "dynamic-int8"
+                metrics["per_channel_weights"] = config.per_channel_weights
             onnx_model_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization)
             metrics["quantization"] = quantization
             try:

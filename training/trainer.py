@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from crossrank.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
-from crossrank.training.config import TEACHER_LOSSES, TrainConfig
+from crossrank.training.config import EXPORT_FIELDS, TEACHER_LOSSES, TrainConfig
 from crossrank.training.data import RankingData, load_data
 from crossrank.training.losses import compute_loss
 from crossrank.training.metrics import mean_ndcg
@@ -275,8 +275,17 @@ def train(
     config_file = run_dir / "run-config.json"
     if config_file.is_file() and resume:
         previous = json.loads(config_file.read_text())
-        if previous != config.to_dict():
-            raise ConfigurationError(f"{run_dir} holds a run with a different configuration; use a new output_dir or resume=False")
+        current = config.to_dict()
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if any(k not in EXPORT_FIELDS for k in changed):
+            raise ConfigurationError(
+                f"{run_dir} holds a run with a different configuration (changed: {[k for k in changed if k not in EXPORT_FIELDS]}); "
+                "use a new output_dir or resume=False"
+            )
+        if changed:
+            # Training is untouched by these settings, so the checkpoints stay valid: the run
+            # resumes (or, when finished, goes straight to the export) with the new settings.
+            logger.info("export settings changed since the run started (%s); the export is redone with them", ", ".join(changed))
     elif not resume and (run_dir / "checkpoints").exists():
         shutil.rmtree(run_dir / "checkpoints")
     _write_json(config_file, config.to_dict())

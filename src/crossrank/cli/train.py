@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--benchmark", metavar="SECTION", default=None,
         help="write the figures to this BENCHMARKS.md section (without --evaluate: the training figures only: dev nDCG@10, gate, wall time, peak memory)",
     )
+    evaluation.add_argument("--note", default=None,
+                            help="a paragraph appended to the BENCHMARKS.md section (e.g. how the run was resumed or why a target is missed)")
     parser.add_argument("--benchmarks-file", default="BENCHMARKS.md", help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate:
         payload["test"] = _evaluate(args, config, result, wall)
     elif args.benchmark:
-        _write_training_section(args.benchmark, args.config, config, result, wall, args.benchmarks_file)
+        _write_training_section(args.benchmark, args.config, config, result, wall, args.benchmarks_file, args.note)
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return 0
 
@@ -74,7 +76,9 @@ def _run_description(config: object, metrics: dict) -> str:
     )
 
 
-def _write_training_section(section: str, config_path: str, config: object, result: object, train_wall: float, benchmarks_file: str) -> None:
+def _write_training_section(
+    section: str, config_path: str, config: object, result: object, train_wall: float, benchmarks_file: str, note: str | None
+) -> None:
     from pathlib import Path
 
     from crossrank.benchmarks import write_section
@@ -86,6 +90,7 @@ def _write_training_section(section: str, config_path: str, config: object, resu
         f"Start `{config.base_model}`; {_run_description(config, metrics)}.\n\n"  # type: ignore[attr-defined]
         f"- Training config:\n\n```json\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}\n```\n"  # type: ignore[attr-defined]
         + _training_lines(result, train_wall, peak_memory_mib())
+        + (f"\n{note}\n" if note else "")
     )
     write_section(section, body, path=benchmarks_file)
 
@@ -141,6 +146,7 @@ def _evaluate(args: argparse.Namespace, config: object, result: object, train_wa
             f"one-sided p = {p_value:.4f}\n"
             f"- int8 vs fp32 on test: {int8 - fp32:+.4f}\n"
             + _training_lines(result, train_wall, train_peak)
+            + (f"\n{args.note}\n" if args.note else "")
         )
         write_section(args.benchmark, body, path=args.benchmarks_file)
     return figures
