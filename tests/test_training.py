@@ -598,11 +598,15 @@ def test_dynamic_quantization_scales_weights_per_column_or_per_matrix(finished_r
         onnx_model_folder(folder, tmp_path / f"q-{per_channel}.onnx", tokenizer, "dynamic-int8")
         graph = onnx.load(str(folder / "model.onnx")).graph
         quantized = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
-        scales = [init for init in graph.initializer if init.name.endswith("_scale") and init.name[: -len("_scale")] + "_quantized" in quantized]
-        assert scales, "no weight scales found next to the quantized matrices"
-        widths = {int(np.prod(init.dims)) for init in scales}
-        # Per column: one scale for each output column (hidden size 32 or more); per matrix: one.
-        assert (min(widths) > 1) if per_channel else (widths == {1})
+        initializers = {init.name: init for init in graph.initializer}
+        weights = [initializers[name] for name in quantized if name in initializers]
+        assert weights, "no quantized weight matrices found"
+        # Per column: one scale for each output column (the head has a single column); per matrix: one.
+        for weight in weights:
+            scale = initializers[weight.name[: -len("_quantized")] + "_scale"]
+            expected = int(weight.dims[-1]) if per_channel else 1
+            assert int(np.prod(scale.dims)) == expected, (weight.name, list(weight.dims), list(scale.dims))
+        assert any(int(np.prod(initializers[w.name[: -len("_quantized")] + "_scale"].dims)) > 1 for w in weights) == per_channel
         reranker = Reranker(str(folder), backend="onnx", max_length=48, allow_download=False)
         scores = np.asarray(reranker.score(pairs, raw=True))
         reranker.close()
