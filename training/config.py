@@ -23,6 +23,7 @@ from typing import Any
 from crossrank.training.data import DataSpec
 
 from crossrank.errors import ConfigurationError, missing_dependency
+from crossrank.evaluation.candidates import BM25_STEMMERS
 
 __all__ = ["EXPORT_FIELDS", "LOSSES", "NEGATIVE_STRATEGIES", "QUANTIZATION_MODES", "CurriculumConfig", "LoraConfig", "NegativesConfig", "TrainConfig", "load_config"]
 
@@ -249,7 +250,7 @@ class TrainConfig:
             isinstance(self.static_calibration_pairs, int) and not isinstance(self.static_calibration_pairs, bool) and self.static_calibration_pairs >= 1,
             f"static_calibration_pairs must be an int >= 1; received {self.static_calibration_pairs!r}",
         )
-        _check(self.bm25_stemmer in ("english", "porter", "none"), f"bm25_stemmer must be english, porter or none; received {self.bm25_stemmer!r}")
+        _check(self.bm25_stemmer in BM25_STEMMERS, f"bm25_stemmer must be one of {BM25_STEMMERS}; received {self.bm25_stemmer!r}")
         _check(isinstance(self.per_channel_weights, bool), f"per_channel_weights must be true or false; received {self.per_channel_weights!r}")
         _check(self.calibrator in ("platt", "temperature", "isotonic"), f"calibrator must be platt, temperature or isotonic; received {self.calibrator!r}")
         if self.domain is not None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from crossrank.cli.common import add_model_options, parse_threshold, reranker_from_args
+from crossrank.evaluation.candidates import BM25_STEMMERS, CANDIDATE_SOURCES
 
 __all__ = ["register"]
 
@@ -41,13 +42,13 @@ def read_query_ids(path: str) -> list[str]:
 def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
     parser.add_argument("--split", default=split, help=f"qrels split (default {split})")
-    parser.add_argument("--candidates", choices=("bm25", "dense", "rrf", "fixed"), default="bm25",
+    parser.add_argument("--candidates", choices=CANDIDATE_SOURCES, default="bm25",
                         help="first stage: bm25, dense (all-MiniLM-L6-v2), rrf (both fused) or the dataset's fixed lists")
     parser.add_argument("--depth", type=int, default=100, help="candidates per query (default 100)")
     parser.add_argument("--rerank-depth", type=int, default=None,
                         help="rerank only the first N candidates; the rest keep first-stage order (default: all)")
     parser.add_argument("--rrf-k0", type=int, default=60, help="RRF constant k0 (default 60)")
-    parser.add_argument("--bm25-stemmer", choices=("english", "porter", "none"), default="english",
+    parser.add_argument("--bm25-stemmer", choices=BM25_STEMMERS, default="english",
                         help="BM25 stemming (default english, Snowball); 'none' reproduces reports made before stemming")
     parser.add_argument("--queries", type=read_query_ids, default=None, metavar="FILE",
                         help="use only the queries listed in FILE: one id per line, a JSON list, or a training run's "
