@@ -578,6 +578,32 @@ def test_gate_failure_fails_the_run(
     assert json.loads((tmp_path / "run" / "history.json").read_text()) == history
     assert json.loads((tmp_path / "run" / "run-config.json").read_text())["gate_tolerance"] == 1.0
 
+    # Both commands are on the run's ledger, so a benchmark of the second one cannot pass off
+    # its export-only time as the cost of training.
+    from crossrank.cli.train import _invocation_lines
+
+    steps = result.metrics["steps"]
+    invocations = json.loads((tmp_path / "run" / "invocations.json").read_text())
+    assert result.metrics["invocations"] == invocations
+    assert [(c["steps_before"], c["steps_after"], c["outcome"]) for c in invocations] == [
+        (0, steps, "refused by the regression gate"), (steps, steps, "published"),
+    ]
+    lines = _invocation_lines(invocations)
+    assert f"1. {invocations[0]['started']}: steps 0 -> {steps};" in lines
+    assert f"2. {invocations[1]['started']}: no training steps (run already at step {steps});" in lines
+    assert f"over all commands: {invocations[0]['train_seconds'] + invocations[1]['train_seconds']:.0f} s" in lines
+    assert _invocation_lines(invocations[:1]) == ""
+
+
+def test_restart_starts_a_new_ledger_and_resume_extends_it(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    config = make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir")
+    first = train(config)
+    resumed = train(config)
+    steps = first.metrics["steps"]
+    assert [(c["steps_before"], c["steps_after"]) for c in resumed.metrics["invocations"]] == [(0, steps), (steps, steps)]
+    restarted = train(config, resume=False)
+    assert [(c["steps_before"], c["steps_after"], c["outcome"]) for c in restarted.metrics["invocations"]] == [(0, steps, "published")]
+
 
 @pytest.mark.slow
 def test_dynamic_quantization_scales_weights_per_column_or_per_matrix(finished_run: Any, tmp_path: Path) -> None:

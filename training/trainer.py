@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,9 @@ def train(
             logger.info("export settings changed since the run started (%s); the export is redone with them", ", ".join(changed))
     elif not resume and (run_dir / "checkpoints").exists():
         shutil.rmtree(run_dir / "checkpoints")
+    if not resume:
+        (run_dir / INVOCATIONS_FILE).unlink(missing_ok=True)
+    started_at = datetime.now(timezone.utc)
     _write_json(config_file, config.to_dict())
 
     data = load_data(config.data)
@@ -341,6 +345,7 @@ def train(
         _save_best(model, run_dir, base_dir)
         logger.info("dev nDCG@10 before training: %.4f", before)
 
+    first_step = state["global_step"]
     epoch_groups_dir = run_dir / "epochs"
     pools_file = run_dir / "negative-pools.json"
     if pools_file.is_file():
@@ -393,10 +398,39 @@ def train(
         save_checkpoint(run_dir, model.model, optimizer, state)
     _write_json(run_dir / "history.json", history)
     train_seconds = time.perf_counter() - started
+    invocation = {
+        "started": started_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "steps_before": first_step,
+        "steps_after": state["global_step"],
+        "train_seconds": round(train_seconds, 1),
+        "outcome": "export failed",
+    }
 
-    from crossrank.training.export import finish_run
+    from crossrank.training.export import RegressionGateError, finish_run
 
-    return finish_run(config, run_dir, base_dir, data, dev_data, dev_candidates, history, state, train_seconds)
+    try:
+        result = finish_run(config, run_dir, base_dir, data, dev_data, dev_candidates, history, state, train_seconds)
+    except RegressionGateError:
+        invocation["outcome"] = "refused by the regression gate"
+        raise
+    else:
+        invocation["outcome"] = "published"
+    finally:
+        invocations = _record_invocation(run_dir, invocation)
+    result.metrics["invocations"] = invocations
+    return result
+
+
+INVOCATIONS_FILE = "invocations.json"
+
+
+def _record_invocation(run_dir: Path, invocation: dict[str, Any]) -> list[dict[str, Any]]:
+    """Append this call to the run folder's ledger: a resumed run's figures alone would hide the earlier calls' work."""
+    ledger = run_dir / INVOCATIONS_FILE
+    invocations = json.loads(ledger.read_text()) if ledger.is_file() else []
+    invocations.append(invocation)
+    _write_json(ledger, invocations)
+    return invocations
 
 
 def _uses_teacher(config: TrainConfig) -> bool:

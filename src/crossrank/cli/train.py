@@ -64,7 +64,27 @@ def _training_lines(result: object, train_wall: float, peak_mib: float) -> str:
         f"- Wall time of the command up to a finished model (data, mining, training, evaluations, calibration, "
         f"export, gate): {train_wall:.0f} s, of which data loading, negative mining, training and dev evaluations "
         f"{metrics['train_seconds']:.0f} s; peak resident memory of the process: {peak_mib:.0f} MiB.\n"
+        + _invocation_lines(metrics.get("invocations", []))
     )
+
+
+def _invocation_lines(invocations: list[dict]) -> str:
+    """List every call that worked on this run folder: a resumed command's own time leaves out the earlier calls."""
+    if len(invocations) < 2:
+        return ""
+    lines = ["- This run folder was worked on by several commands (the figures above are the last one's):\n"]
+    for number, call in enumerate(invocations, start=1):
+        steps = (
+            f"steps {call['steps_before']} -> {call['steps_after']}" if call["steps_after"] > call["steps_before"]
+            else f"no training steps (run already at step {call['steps_after']})"
+        )
+        lines.append(
+            f"  {number}. {call['started']}: {steps}; data loading, negative mining, training and dev evaluations "
+            f"{call['train_seconds']:.0f} s; {call['outcome']}.\n"
+        )
+    total = sum(call["train_seconds"] for call in invocations)
+    lines.append(f"  Data loading, negative mining, training and dev evaluations over all commands: {total:.0f} s.\n")
+    return "".join(lines)
 
 
 def _run_description(config: object, metrics: dict) -> str:
