@@ -253,3 +253,24 @@ def test_eval_and_tune_on_listed_queries(tiny_dataset: Path, tiny_model_dir: Pat
     with pytest.raises(SystemExit):
         main(["eval", str(tiny_dataset), "--queries", str(listed), "--out", str(out)])
     assert "lists no query ids" in capsys.readouterr().err
+
+
+def test_two_unversioned_models_with_one_name_do_not_share_cached_scores(tiny_dataset: Path, tmp_path: Path) -> None:
+    # Two different local folders both called ``model`` have the same name and no revision; the
+    # cache must still tell them apart, or the second report would show the first model's scores.
+    pytest.importorskip("torch")
+    from tiny_models import build_tiny_bert, export_onnx
+
+    reports = []
+    for seed in (1, 2):
+        folder = build_tiny_bert(tmp_path / f"run-{seed}" / "model", seed=seed)
+        export_onnx(folder)
+        out = tmp_path / f"eval-{seed}.json"
+        assert main(["eval", str(tiny_dataset), "--depth", "4", "--model", str(folder), "--max-length", "64",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-plots"]) == 0
+        reports.append(json.loads(out.read_text()))
+    first, second = (report["scorer"] for report in reports)
+    assert first["model"] == second["model"] == "model@unversioned"
+    assert first["model_fingerprint"] != second["model_fingerprint"]
+    assert all(report["pairs_scored"] == 24 for report in reports)
+    assert len(list((tmp_path / "cache" / "scores").glob("*/scores.tsv"))) == 2

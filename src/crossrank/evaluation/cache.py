@@ -2,7 +2,8 @@
 
 Scoring 30,000 pairs takes most of an hour on a small CPU, so every score is written to disk as
 soon as its batch finishes and is never computed twice. Scores are keyed by everything that can
-change a logit (model name and revision, backend, token limits, long-document handling) and,
+change a logit (model name and revision, or the weights' hash when the model has no revision;
+backend, token limits, long-document handling) and,
 within that, by a digest of the exact query and passage text, so a cache is shared by every
 dataset, split and candidate depth that contains the same pair.
 """
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.errors import ConfigurationError
+from crossrank.models.config import UNVERSIONED
+from crossrank.models.files import sha256_file
 from crossrank.quantization import activation_setting
 
-__all__ = ["ScoreCache", "default_cache_dir", "pair_key", "scorer_settings", "settings_digest"]
+__all__ = ["ScoreCache", "default_cache_dir", "pair_key", "scorer_settings", "settings_digest", "weights_fingerprint"]
 
 CACHE_ENV = "CROSSRANK_EVAL_CACHE"
 
@@ -60,7 +63,21 @@ def scorer_settings(reranker: Any) -> dict[str, Any]:
     activation = activation_setting(config.quantization, reranker.quantization)
     if activation is not None:
         settings["activation_quantization"] = activation
+    if config.revision == UNVERSIONED:
+        # ``name@unversioned`` names no particular weights: two local folders called ``model``
+        # would share one cache and each read the other's scores. Their weight files tell them apart.
+        settings["model_fingerprint"] = weights_fingerprint(reranker.model_path, (config.onnx_file, config.torch_weights))
     return settings
+
+
+def weights_fingerprint(folder: Path, files: Iterable[str | None]) -> str:
+    """SHA-256 over the named weight files that exist in ``folder`` (names and contents)."""
+    digest = hashlib.sha256()
+    for name in sorted(f for f in files if f):
+        path = Path(folder) / name
+        if path.is_file():
+            digest.update(f"{name}\x00{sha256_file(path)}\x00".encode())
+    return digest.hexdigest()
 
 
 class ScoreCache:

@@ -11,11 +11,13 @@ from typing import Any
 from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
 from crossrank.models.files import atomic_write_text, sha256_file
 
-__all__ = ["ModelConfig", "MODEL_CONFIG_FILENAME", "QUANTIZATION_KINDS"]
+__all__ = ["ModelConfig", "MODEL_CONFIG_FILENAME", "QUANTIZATION_KINDS", "UNVERSIONED"]
 
 MODEL_CONFIG_FILENAME = "crossrank.json"
 MODEL_CONFIG_FORMAT = "crossrank-model"
 MODEL_CONFIG_VERSION = 1
+UNVERSIONED = "unversioned"
+"""The revision of a model whose configuration names none (any local folder without crossrank.json)."""
 QUANTIZATION_KINDS = ("none", "dynamic-int8", "per-token-int8", "static-int8")
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
 _TORCH_WEIGHTS = ("model.safetensors",)
@@ -49,7 +51,7 @@ class ModelConfig:
     tokenizer_file: str = "tokenizer.json"
     onnx_file: str | None = None
     torch_weights: str | None = None
-    revision: str = "unversioned"
+    revision: str = UNVERSIONED
     max_length: int = 512
     quantization: str = "none"
     license: str | None = None
