@@ -598,9 +598,14 @@ def test_gate_failure_fails_the_run(
 def test_restart_starts_a_new_ledger_and_resume_extends_it(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
     config = make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir")
     first = train(config)
+    first_config = json.loads((first.model_dir / "crossrank.json").read_text())
     resumed = train(config)
     steps = first.metrics["steps"]
     assert [(c["steps_before"], c["steps_after"]) for c in resumed.metrics["invocations"]] == [(0, steps), (steps, steps)]
+    # The re-export published the same files, so the model keeps its revision (and its cached scores).
+    resumed_config = json.loads((resumed.model_dir / "crossrank.json").read_text())
+    assert first_config["revision"].startswith("trained-") and resumed_config["revision"] == first_config["revision"]
+    assert resumed_config["extra"]["exported"] >= first_config["extra"]["exported"]
     restarted = train(config, resume=False)
     assert [(c["steps_before"], c["steps_after"], c["outcome"]) for c in restarted.metrics["invocations"]] == [(0, steps, "published")]
 

@@ -8,6 +8,7 @@ The finished folder ``<run>/model`` holds ``model.safetensors`` + ``config.json`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -374,17 +375,20 @@ def finish_run(
     base_config = ModelConfig.load(base_dir)
     files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "model.onnx", "tokenizer.json") if (tmp / name).is_file()}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    # The revision names the published files, not the time of the export: redoing an export that
+    # yields the same weights keeps the revision, so score caches keyed by it stay valid.
+    content = hashlib.sha256(json.dumps(files, sort_keys=True).encode("utf-8")).hexdigest()
     ModelConfig(
         name=metrics["name"],
         onnx_file=onnx_file,
         torch_weights="model.safetensors",
-        revision=f"trained-{stamp}",
+        revision=f"trained-{content[:16]}",
         max_length=min(base_config.max_length, 512),
         quantization=quantization,
         license=base_config.license,
         origin=f"crossrank train from {config.base_model}",
         files=files,
-        extra={"base_model": f"{base_config.name}@{base_config.revision}", "loss": config.loss, "data": config.data.to_dict()},
+        extra={"base_model": f"{base_config.name}@{base_config.revision}", "loss": config.loss, "data": config.data.to_dict(), "exported": stamp},
     ).save(tmp)
     _plot_curves(history, tmp / "training-curves.png")
     data_report = json.loads((run_dir / "data-report.json").read_text())["train"]
