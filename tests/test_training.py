@@ -706,6 +706,18 @@ def test_the_published_configs_are_valid(name: str, split: str, frozen: int, ste
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
+def test_the_published_distillation_config_is_valid() -> None:
+    from crossrank import DEFAULT_MODEL
+
+    path = Path(__file__).resolve().parents[1] / "training" / "configs" / "scifact-l6-student.yaml"
+    config = load_config(path)
+    assert config.loss == "margin_mse" and config.teacher == DEFAULT_MODEL and config.freeze_layers == 0
+    assert Path(config.base_model).resolve() == (path.parents[2] / "runs" / "l12-float").resolve()
+    assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / "scifact-l6-student").resolve()
+    assert config.data.split == "train" and config.split_seed == 13 and config.dev_fraction == 0.1
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
 @pytest.mark.slow
 def test_train_cli_evaluates_base_and_trained_model_on_a_test_split(
     tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path], capsys: pytest.CaptureFixture[str]
