@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.errors import ConfigurationError, InvalidInputError
+from crossrank.evaluation.datasets import read_qrels
 
 __all__ = ["DATA_FORMATS", "DataReport", "DataSpec", "RankingData", "load_data", "text_id"]
 
@@ -312,8 +313,7 @@ def _load_beir(spec: DataSpec, folder: Path) -> RankingData:
     # queries.jsonl holds every split's queries. Those judged only in another split must not
     # reach training, not even as unlabeled queries for distillation: a student that learned the
     # teacher's scores on the test queries' candidates would be measured on what it was taught.
-    this_split = {qid for qid in out.queries if qid in out.qrels}
-    other_split = _judged_queries(qrels_file.parent, exclude=qrels_file) - this_split
+    other_split = _judged_queries(qrels_file.parent, exclude=qrels_file) - set(out.qrels)
     for qid in other_split & set(out.queries):
         del out.queries[qid]
         out.report.other_split_queries += 1
@@ -322,16 +322,7 @@ def _load_beir(spec: DataSpec, folder: Path) -> RankingData:
 
 def _judged_queries(qrels_dir: Path, *, exclude: Path) -> set[str]:
     """Query ids named in the folder's other qrels files."""
-    judged: set[str] = set()
-    for path in sorted(qrels_dir.glob("*.tsv")):
-        if path == exclude:
-            continue
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) >= 3 and parts[2].strip().lstrip("-").replace(".", "", 1).isdigit():  # not the header
-                    judged.add(parts[0])
-    return judged
+    return {qid for path in sorted(qrels_dir.glob("*.tsv")) if path != exclude for qid in read_qrels(path)}
 
 
 def load_data(spec: DataSpec, base: str | Path | None = None) -> RankingData:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crossrank.errors import InvalidInputError
 
-__all__ = ["BeirDataset", "Qrels", "document_text", "load_dataset"]
+__all__ = ["BeirDataset", "Qrels", "document_text", "load_dataset", "read_qrels"]
 
 Qrels = dict[str, dict[str, int]]
 """``{query_id: {doc_id: grade}}``; grade 0 means judged non-relevant."""
@@ -72,7 +72,7 @@ class BeirDataset:
                 raise InvalidInputError(
                     f"{self.path}: no qrels file for split {name!r}; available: {self.splits() or 'none'}"
                 )
-            self._qrels_cache[name] = _read_qrels(file)
+            self._qrels_cache[name] = read_qrels(file)
         return self._qrels_cache[name]
 
     def split_queries(self, split: str) -> list[str]:
@@ -155,7 +155,8 @@ def _natural_key(value: str) -> tuple[int, int | str]:
     return (0, int(value)) if value.isdigit() else (1, value)
 
 
-def _read_qrels(file: Path) -> Qrels:
+def read_qrels(file: Path) -> Qrels:
+    """``{query_id: {doc_id: grade}}`` from a BEIR qrels TSV (header line optional)."""
     qrels: Qrels = {}
     with file.open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t")
