@@ -547,7 +547,7 @@ def test_gate_failure_fails_the_run(
 
     real_quantize = export.quantize_int8
 
-    def defective_quantize(source: Path, target: Path, *, per_channel: bool = True) -> Path:
+    def defective_quantize(source: Path, target: Path, **options: Any) -> Path:
         flipped = tmp_path / "flipped"
         shutil.copytree(source.parent.parent.parent / "best", flipped)
         state = load_file(str(flipped / "model.safetensors"))
@@ -571,9 +571,11 @@ def test_gate_failure_fails_the_run(
         train(make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", export_onnx=True, quantize=True,
                           learning_rate=5e-4, gate_tolerance=1.0))
     result = train(make_config(tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", export_onnx=True, quantize=True,
-                               gate_tolerance=1.0))
+                               gate_tolerance=1.0, quantize_exclude=["/bert/encoder/layer.1/output/*"]))
     assert (result.model_dir / "model.onnx").is_file()
     assert result.metrics["gate"]["passed"] is True and result.metrics["per_channel_weights"] is True
+    assert result.metrics["float_matrix_products"] == ["/bert/encoder/layer.1/output/dense/MatMul"]
+    assert "1 matrix products kept in float32 (`quantize_exclude`)" in (result.model_dir / "README.md").read_text()
     assert (tmp_path / "run" / "data-order.jsonl").read_text() == order
     assert json.loads((tmp_path / "run" / "history.json").read_text()) == history
     assert json.loads((tmp_path / "run" / "run-config.json").read_text())["gate_tolerance"] == 1.0
@@ -644,6 +646,76 @@ def test_dynamic_quantization_scales_weights_per_column_or_per_matrix(finished_r
         assert np.allclose(scores, reference, atol=0.1)
 
 
+@pytest.mark.slow
+def test_quantize_exclude_keeps_the_matching_matrix_products_in_float(finished_run: Any, tmp_path: Path) -> None:
+    import onnx
+    from crossrank.training.export import float_matrix_products, onnx_model_folder, quantize_int8
+
+    from crossrank import Reranker
+
+    fp32_dir = finished_run.run_dir / "export" / "fp32"
+    fp32 = fp32_dir / "model.onnx"
+    kept = float_matrix_products(fp32, ["/bert/encoder/layer.1/*", "*/layer.1/attention/self/query/*"])
+    # Overlapping patterns name each node once; the head and layer 0 are not matched.
+    assert len(kept) == len(set(kept)) == 6 and all(name.startswith("/bert/encoder/layer.1/") for name in kept)
+    quantize_int8(fp32, tmp_path / "mixed.onnx", exclude=kept)
+    graph = onnx.load(str(tmp_path / "mixed.onnx")).graph
+    float_products = {node.name for node in graph.node if node.op_type == "MatMul"}
+    assert set(kept) <= float_products
+    assert not any(name.startswith("/bert/encoder/layer.0/") for name in float_products if name.endswith("dense/MatMul"))
+    assert any(node.op_type == "MatMulInteger" for node in graph.node)
+    onnx_model_folder(tmp_path / "mixed", tmp_path / "mixed.onnx", fp32_dir / "tokenizer.json", "dynamic-int8")
+    pairs = [("what about volcano lava", "A note about volcano lava eruption."), ("penguin ice", "Bread rises in the oven.")]
+    reference = Reranker(str(fp32_dir), backend="onnx", max_length=48, allow_download=False).score(pairs, raw=True)
+    mixed = Reranker(str(tmp_path / "mixed"), backend="onnx", max_length=48, allow_download=False)
+    together = np.asarray(mixed.score(pairs, raw=True))
+    alone = [float(mixed.score([pair], raw=True)[0]) for pair in pairs]
+    assert np.allclose(together, reference, atol=0.1) and together == pytest.approx(alone, abs=1e-5)
+    with pytest.raises(ConfigurationError, match="quantize_exclude pattern '/bert/encoder/layer.9/\\*' matches no weight matrix product"):
+        float_matrix_products(fp32, ["/bert/encoder/layer.9/*"])
+
+
+@pytest.mark.slow
+def test_quantization_scan_measures_each_layer_kept_in_float(
+    finished_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossrank.cli import main
+
+    config_file = tmp_path / "run.json"
+    config_file.write_text((finished_run.run_dir / "run-config.json").read_text())
+    figures, bench = tmp_path / "scan.json", tmp_path / "BENCHMARKS.md"
+    assert main(["quantization-scan", str(config_file), "--json", str(figures), "--benchmark", "qscan-tiny",
+                 "--benchmarks-file", str(bench)]) == 0
+    table = capsys.readouterr().out
+    scan = json.loads(figures.read_text())
+    assert scan["fp32_ndcg@10"] == pytest.approx(finished_run.metrics["gate"]["fp32_ndcg@10"])
+    rows = scan["rows"]
+    assert [(r["group"].split(" (")[0], r["products"]) for r in rows] == [
+        ("none", 0), ("layer 0", 6), ("layer 1", 6), ("outside the layers", 2),
+    ]
+    assert rows[1]["patterns"] == ["/bert/encoder/layer.0/*"] and rows[3]["patterns"] == ["/bert/pooler/dense/Gemm", "/classifier/Gemm"]
+    # The all-int8 row is the graph the run published, scored the way the gate scored it.
+    assert rows[0]["int8_ndcg"] == pytest.approx(finished_run.metrics["gate"]["int8_ndcg@10"])
+    for row in rows:
+        assert row["drop"] == pytest.approx(scan["fp32_ndcg@10"] - row["int8_ndcg"])
+        assert row["passes_gate"] == (row["drop"] <= scan["tolerance"] + 1e-12)
+        assert f"| {row['int8_ndcg']:.4f} | {row['int8_ndcg'] - scan['fp32_ndcg@10']:+.4f} |" in table
+    assert "| layer 1 | `/bert/encoder/layer.1/*` | 6 |" in table and table in bench.read_text()
+
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({**json.loads(config_file.read_text()), "output_dir": str(tmp_path / "never-trained")}))
+    assert main(["quantization-scan", str(empty)]) == 2
+    assert "a quantization scan needs a trained run with an fp32 export" in capsys.readouterr().err
+
+
+def test_quantize_exclude_is_validated() -> None:
+    base = {"base_model": "m", "output_dir": "o", "data": {"format": "pairs", "path": "p"}}
+    assert TrainConfig.from_dict({**base, "quantize_exclude": ("*/layer.5/*",)}).quantize_exclude == ["*/layer.5/*"]
+    for bad in ("*/layer.5/*", [""], [3]):
+        with pytest.raises(ConfigurationError, match="quantize_exclude must be a list of non-empty glob patterns"):
+            TrainConfig.from_dict({**base, "quantize_exclude": bad})
+
+
 def test_yaml_config_round_trip(tmp_path: Path, tiny_model_dir: Path, synthetic: dict[str, Path]) -> None:
     yaml = pytest.importorskip("yaml")
     config = make_config(tiny_model_dir, tmp_path / "out", synthetic["pairs"], curriculum={"warmup_loss": "bce", "warmup_steps": 3})
@@ -672,6 +744,71 @@ def test_distill_even_layers_student(tiny_model_dir: Path, tmp_path: Path, synth
     assert (tmp_path / "distill" / "teacher-scores.json").is_file()
     with pytest.raises(ConfigurationError, match="margin_mse or mse"):
         distill(make_config(tiny_model_dir, tmp_path / "x", synthetic["beir"], "beir", teacher=str(tiny_model_dir)), student="even-layers")
+
+
+@pytest.mark.slow
+def test_distill_cli_compares_teacher_and_student_quality_and_speed(
+    tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As in the published setup: the student is built from the teacher's float checkpoint and
+    # learns from the teacher's int8 ONNX graph, which is also what it is compared with.
+    from crossrank.training.export import export_onnx, onnx_model_folder, quantize_int8
+
+    from crossrank.cli import main
+
+    fp32 = export_onnx(tiny_model_dir, tmp_path / "teacher-fp32.onnx")
+    teacher = onnx_model_folder(tmp_path / "teacher", quantize_int8(fp32, tmp_path / "teacher.onnx"),
+                                tiny_model_dir / "tokenizer.json", "dynamic-int8")
+    config = make_config(
+        tiny_model_dir, tmp_path / "run", synthetic["beir"], "beir", loss="margin_mse", teacher=str(teacher),
+        negatives={"strategy": "bm25", "num_negatives": 3, "pool_size": 8}, export_onnx=True, quantize=True, gate_tolerance=1.0,
+    )
+    config_file = tmp_path / "distill.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    bench = tmp_path / "BENCHMARKS.md"
+    assert main(["distill", str(config_file), "--benchmark", "distill-tiny", "--benchmarks-file", str(bench)]) == 2
+    assert "--benchmark writes the teacher vs student figures: it needs --evaluate BEIR_DIR" in capsys.readouterr().err
+    assert main(["distill", str(config_file), "--evaluate", str(synthetic["beir"]), "--eval-split", "train", "--eval-depth", "4",
+                 "--speed-queries", "0"]) == 2
+    assert "--speed-queries must be >= 1; received 0" in capsys.readouterr().err
+    assert main(["distill", str(config_file), "--evaluate", str(synthetic["beir"]), "--eval-split", "train", "--eval-depth", "4",
+                 "--speed-queries", "3", "--speed-repeats", "2", "--benchmark", "distill-tiny", "--benchmarks-file", str(bench)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    figures = printed["teacher_vs_student"]
+    assert figures["queries"] == len(TOPICS) and figures["depth"] == 4 and figures["timed_pairs"] == 3 * 4
+    for key in ("teacher_ndcg@10", "student_int8_ndcg@10", "student_fp32_ndcg@10"):
+        assert 0.0 <= figures[key] <= 1.0
+    assert figures["retention"] == pytest.approx(figures["student_int8_ndcg@10"] / figures["teacher_ndcg@10"])
+    student_folder = printed["model"]
+    # Both models timed in both modes: per-token batches and per-tensor pair by pair.
+    specs = {f"model={teacher}", f"model={student_folder}", f"model-pertensor={teacher}", f"model-pertensor={student_folder}"}
+    assert set(figures["pairs_per_second"]) == specs and all(v > 0 for v in figures["pairs_per_second"].values())
+    speed = figures["pairs_per_second"]
+    assert figures["speedup"] == {
+        "per-token, batched": pytest.approx(speed[f"model={student_folder}"] / speed[f"model={teacher}"]),
+        "per-tensor, pair by pair": pytest.approx(speed[f"model-pertensor={student_folder}"] / speed[f"model-pertensor={teacher}"]),
+    }
+    assert figures["best_speedup"] == pytest.approx(
+        max(speed[f"model={student_folder}"], speed[f"model-pertensor={student_folder}"])
+        / max(speed[f"model={teacher}"], speed[f"model-pertensor={teacher}"])
+    )
+    assert figures["retention_pertensor"] == pytest.approx(figures["student_int8_pertensor_ndcg@10"] / figures["teacher_ndcg@10"])
+    section = bench.read_text()
+    assert "<!-- section:distill-tiny -->" in section and "## Distillation: distill.json" in section
+    assert f"| student, int8 ONNX, per-token (the default for a trained model) | {figures['student_int8_ndcg@10']:.4f} |" in section
+    retention_verdict = "met" if figures["retention"] >= 0.97 else "missed"
+    assert f"Student keeps {figures['retention']:.1%} of the teacher's nDCG@10 (target >= 97%: {retention_verdict})" in section
+    for mode, ratio in figures["speedup"].items():
+        assert f"- {mode}: the student scores {ratio:.2f}x the teacher's pairs per second (target >= 1.8x: {'met' if ratio >= 1.8 else 'missed'})" in section
+    assert f"| student, fp32 ONNX | {figures['student_fp32_ndcg@10']:.4f} |" in section
+
+    # Without the fp32 row the cached scores serve the rest: same figures, one row fewer.
+    assert main(["distill", str(config_file), "--evaluate", str(synthetic["beir"]), "--eval-split", "train", "--eval-depth", "4",
+                 "--speed-queries", "3", "--speed-repeats", "1", "--no-fp32", "--benchmark", "distill-tiny",
+                 "--benchmarks-file", str(bench)]) == 0
+    again = json.loads(capsys.readouterr().out)["teacher_vs_student"]
+    assert again["student_fp32_ndcg@10"] is None and again["teacher_ndcg@10"] == figures["teacher_ndcg@10"]
+    assert "student, fp32 ONNX" not in bench.read_text() and bench.read_text().count("<!-- section:distill-tiny -->") == 1
 
 
 def test_other_splits_queries_never_reach_training(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
@@ -745,6 +882,7 @@ def test_the_published_distillation_config_is_valid() -> None:
     assert (base if base.is_absolute() else path.parent / base).resolve() == (path.parents[2] / "runs" / "l12-float").resolve()
     assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / "scifact-l6-student").resolve()
     assert config.data.split == "train" and config.split_seed == 13 and config.dev_fraction == 0.1
+    assert config.quantize_exclude == ["/bert/encoder/layer.2/*"]  # chosen by the quantization scan
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 

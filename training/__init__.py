@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CurriculumConfig", "DataSpec", "LoraConfig", "NegativesConfig", "TrainConfig", "distill", "import_onnx", "load_config", "train"]
+__all__ = ["CurriculumConfig", "DataSpec", "LoraConfig", "NegativesConfig", "TrainConfig", "distill", "import_onnx", "load_config", "scan_float_groups", "train"]
 
 _LAZY = {
     "TrainConfig": "crossrank.training.config",
@@ -24,6 +24,7 @@ _LAZY = {
     "train": "crossrank.training.trainer",
     "import_onnx": "crossrank.training.onnx_import",
     "distill": "crossrank.training.distill",
+    "scan_float_groups": "crossrank.training.quantization_scan",
 }
 
 

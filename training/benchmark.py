@@ -75,11 +75,13 @@ def evaluate_models(
     max_length: int = 256,
     cache_dir: str | Path,
     bm25_stemmer: str = "english",
+    long_documents: str | None = None,
 ) -> TestEvaluation:
     """Rerank BM25 top-``depth`` of the first ``queries`` judged test queries with each model.
 
     Args:
         models: ``label -> (model path or name, extra Reranker options)``.
+        long_documents: Passed to every ``Reranker`` (default: the Reranker's own default).
     """
     from crossrank.training.data import DataSpec, load_data
     from crossrank.training.retrieval import Bm25Index
@@ -97,8 +99,14 @@ def evaluate_models(
     cache.mkdir(parents=True, exist_ok=True)
     per_query: dict[str, list[float]] = {}
     for label, (model, options) in models.items():
-        reranker = Reranker(str(model), max_length=max_length, **dict(options))
-        scores = _cached_scores(reranker, f"{reranker.model_id}|{reranker.backend_name}|{max_length}", pairs, cache)
+        handling = {"long_documents": long_documents} if long_documents else {}
+        reranker = Reranker(str(model), max_length=max_length, **handling, **dict(options))
+        # Keys without a long-document setting are those of the Reranker default, as cached before.
+        key = f"{reranker.model_id}|{reranker.backend_name}|{max_length}" + (f"|{long_documents}" if long_documents else "")
+        activation = dict(dict(options).get("backend_options") or {}).get("activation_quantization")
+        if activation:
+            key += f"|activation={activation}"
+        scores = _cached_scores(reranker, key, pairs, cache)
         reranker.close()
         values, position = [], 0
         for q in qids:

@@ -33,7 +33,7 @@ NEGATIVE_STRATEGIES = ("random", "bm25", "iterative", "mixed")
 QUANTIZATION_MODES = ("dynamic", "static")
 EXPORT_FIELDS = frozenset(
     {"export_onnx", "quantize", "quantization", "static_calibration_pairs", "per_channel_weights",
-     "gate_tolerance", "calibrator", "name", "domain", "data_license"}
+     "quantize_exclude", "gate_tolerance", "calibrator", "name", "domain", "data_license"}
 )
 """Settings used only after training; a finished or gate-failed run may change them and resume."""
 
@@ -170,6 +170,11 @@ class TrainConfig:
             columns with much larger weights than the rest, and a single scale then rounds the
             others coarsely (measured: a SciFact run lost 0.028 dev nDCG@10 per matrix and none
             per column). ``static`` is always per column.
+        quantize_exclude: Glob patterns (``fnmatch``) over the node names of the exported fp32
+            graph, e.g. ``"/bert/encoder/layer.5/*"``; matching matrix products stay float32 in
+            the int8 model. For a model the gate refuses because a few layers lose too much in
+            int8: keeping them in float trades some speed for quality. A pattern that matches no
+            matrix product fails the export rather than being ignored.
         device: ``cpu`` or ``cuda``; on CUDA training uses bf16 autocast.
         num_threads: torch CPU threads (default: torch's choice). On a busy machine 1 is
             often faster than oversubscribed cores.
@@ -210,6 +215,7 @@ class TrainConfig:
     quantization: str = "dynamic"
     static_calibration_pairs: int = 128
     per_channel_weights: bool = True
+    quantize_exclude: list[str] = field(default_factory=list)
     device: str = "cpu"
     num_threads: int | None = None
     name: str | None = None
@@ -252,6 +258,12 @@ class TrainConfig:
         )
         _check(self.bm25_stemmer in BM25_STEMMERS, f"bm25_stemmer must be one of {BM25_STEMMERS}; received {self.bm25_stemmer!r}")
         _check(isinstance(self.per_channel_weights, bool), f"per_channel_weights must be true or false; received {self.per_channel_weights!r}")
+        if isinstance(self.quantize_exclude, tuple):
+            self.quantize_exclude = list(self.quantize_exclude)
+        _check(
+            isinstance(self.quantize_exclude, list) and all(isinstance(p, str) and p.strip() for p in self.quantize_exclude),
+            f"quantize_exclude must be a list of non-empty glob patterns; received {self.quantize_exclude!r}",
+        )
         _check(self.calibrator in ("platt", "temperature", "isotonic"), f"calibrator must be platt, temperature or isotonic; received {self.calibrator!r}")
         if self.domain is not None:
             from crossrank.models.domains import validate_domain_name

@@ -8,6 +8,7 @@ The finished folder ``<run>/model`` holds ``model.safetensors`` + ``config.json`
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.errors import CrossRankError
+from crossrank.errors import ConfigurationError, CrossRankError
 from crossrank.models.files import atomic_write_text, sha256_file
 
 __all__ = [
@@ -29,8 +30,10 @@ __all__ = [
     "calibration_feeds",
     "export_onnx",
     "finish_run",
+    "float_matrix_products",
     "fit_dev_calibration",
     "quantize_int8",
+    "quantize_for_config",
     "onnx_model_folder",
     "quantize_int8_static",
     "regression_gate",
@@ -86,19 +89,47 @@ def export_onnx(model_dir: Path, target: Path, opset: int = 14) -> Path:
     return target
 
 
-def quantize_int8(source: Path, target: Path, *, per_channel: bool = True) -> Path:
+_MATRIX_PRODUCTS = ("MatMul", "Gemm")
+
+
+def float_matrix_products(source: Path, patterns: Sequence[str]) -> list[str]:
+    """Names of the weight matrix products in the ONNX graph ``source`` matching any glob in ``patterns``.
+
+    Raises:
+        ConfigurationError: a pattern matches no weight matrix product (a typo would otherwise quantize
+            everything and leave the gate to fail for a reason nobody asked about).
+    """
+    import onnx
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    # Only products with a weight matrix are quantized; attention's activation products never are.
+    names = [n.name for n in graph.node if n.op_type in _MATRIX_PRODUCTS and any(i in weights for i in n.input)]
+    matched: list[str] = []
+    for pattern in patterns:
+        hits = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            raise ConfigurationError(
+                f"quantize_exclude pattern {pattern!r} matches no weight matrix product of {source}; "
+                f"expected a glob over node names such as {names[:3]}"
+            )
+        matched.extend(name for name in hits if name not in matched)
+    return matched
+
+
+def quantize_int8(source: Path, target: Path, *, per_channel: bool = True, exclude: Sequence[str] = ()) -> Path:
     """ONNX Runtime dynamic int8 quantization (int8 weights, activations quantized at run time).
 
     ``per_channel`` gives each output column of a weight matrix its own scale instead of one
-    scale per matrix.
+    scale per matrix; the nodes named in ``exclude`` stay float32.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=list(exclude))
     return target
 
 
-def quantize_int8_static(source: Path, target: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> Path:
+def quantize_int8_static(source: Path, target: Path, feeds: Sequence[Mapping[str, np.ndarray]], *, exclude: Sequence[str] = ()) -> Path:
     """ONNX Runtime static int8 quantization (QDQ, per-channel weights).
 
     Activation ranges come from running ``feeds`` (one encoded pair each, see
@@ -123,10 +154,24 @@ def quantize_int8_static(source: Path, target: Path, feeds: Sequence[Mapping[str
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         # LayerNorm, softmax and GELU stay in float: only the matrix products are quantized.
-        op_types_to_quantize=["MatMul", "Gemm"],
+        op_types_to_quantize=list(_MATRIX_PRODUCTS),
+        nodes_to_exclude=list(exclude),
         calibrate_method=CalibrationMethod.MinMax,
     )
     return target
+
+
+def quantize_for_config(
+    config: Any, fp32: Path, target: Path, exclude: Sequence[str], data: Any, train_qids: Sequence[str], tokenizer: Path
+) -> tuple[str, dict[str, Any]]:
+    """Quantize ``fp32`` to ``target`` as a training config asks; returns the quantization label
+    (``"dynamic-int8"`` or ``"static-int8"``) and the settings to record in the run's metrics."""
+    if config.quantization == "static":
+        pairs = _static_calibration_pairs(data, train_qids, config.static_calibration_pairs, config.seed)
+        quantize_int8_static(fp32, target, calibration_feeds(tokenizer, pairs, config.max_length), exclude=exclude)
+        return "static-int8", {"static_calibration_pairs": len(pairs)}
+    quantize_int8(fp32, target, per_channel=config.per_channel_weights, exclude=exclude)
+    return "dynamic-int8", {"per_channel_weights": config.per_channel_weights}
 
 
 def calibration_feeds(tokenizer: Path, pairs: Sequence[tuple[str, str]], max_length: int) -> list[dict[str, np.ndarray]]:
@@ -207,7 +252,9 @@ def regression_gate(
     if not result.passed:
         raise RegressionGateError(
             f"regression gate failed: int8 dev nDCG@10 {result.int8_ndcg:.4f} is more than {tolerance} below "
-            f"fp32 {result.fp32_ndcg:.4f}; the quantized model was not published"
+            f"fp32 {result.fp32_ndcg:.4f}; the quantized model was not published. Keeping the most sensitive "
+            "matrix products in float (quantize_exclude) or static quantization may pass; resuming the run "
+            "with changed export settings redoes only the export"
         )
     return result
 
@@ -291,6 +338,8 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
         kind = metrics.get("quantization", "dynamic-int8")
         if metrics.get("static_calibration_pairs"):
             kind += f", activation ranges from {metrics['static_calibration_pairs']} training pairs"
+        if metrics.get("float_matrix_products"):
+            kind += f", {len(metrics['float_matrix_products'])} matrix products kept in float32 (`quantize_exclude`)"
         lines.append(f"| dev nDCG@10 fp32 ONNX / int8 ONNX ({kind}) | {gate['fp32_ndcg@10']:.4f} / {gate['int8_ndcg@10']:.4f} (tolerance {gate['tolerance']}) |")
     if metrics.get("calibration"):
         lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on the published model's dev scores |")
@@ -345,16 +394,12 @@ def finish_run(
         onnx_model_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none")
         onnx_file = "model.onnx"
         if config.quantize:
-            if config.quantization == "static":
-                train_qids = json.loads((run_dir / "splits.json").read_text())["train"]
-                pairs = _static_calibration_pairs(data, train_qids, config.static_calibration_pairs, config.seed)
-                quantize_int8_static(fp32, tmp / "model.onnx", calibration_feeds(best / "tokenizer.json", pairs, config.max_length))
-                quantization = "static-int8"
-                metrics["static_calibration_pairs"] = len(pairs)
-            else:
-                quantize_int8(fp32, tmp / "model.onnx", per_channel=config.per_channel_weights)
-                quantization = "dynamic-int8"
-                metrics["per_channel_weights"] = config.per_channel_weights
+            kept_float = float_matrix_products(fp32, config.quantize_exclude)
+            if kept_float:
+                metrics["float_matrix_products"] = kept_float
+            train_qids = json.loads((run_dir / "splits.json").read_text())["train"]
+            quantization, settings = quantize_for_config(config, fp32, tmp / "model.onnx", kept_float, data, train_qids, best / "tokenizer.json")
+            metrics.update(settings)
             onnx_model_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization)
             metrics["quantization"] = quantization
             try:

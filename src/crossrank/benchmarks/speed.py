@@ -215,14 +215,16 @@ def flashrank_folder(model_dir: Path, workdir: Path) -> Path:
     return workdir
 
 
-MODEL_PREFIXES = ("model=", "model-select=")
+MODEL_PREFIXES = ("model=", "model-select=", "model-pertensor=")
 
 
 def parse_configuration(spec: str, default_length: int) -> tuple[str, int]:
     """``"name"``, ``"name@max_length"`` or ``"model=FOLDER[@max_length]"`` -> (name, max_length).
 
     ``model=FOLDER`` (or ``model-select=FOLDER`` for sentence selection) scores with crossrank's
-    ONNX path on another model folder, e.g. a distilled student beside its teacher.
+    ONNX path on another model folder, e.g. a distilled student beside its teacher;
+    ``model-pertensor=FOLDER`` runs that folder's int8 graph with per-tensor activation scales,
+    each pair alone and one call per core (how the embedded default runs by default).
     """
     name, _, length = spec.rpartition("@") if "@" in spec else (spec, "", "")
     if name.startswith(MODEL_PREFIXES):
@@ -244,7 +246,10 @@ def describe_configuration(spec: str, default_length: int) -> str:
     name, length = parse_configuration(spec, default_length)
     if name.startswith(MODEL_PREFIXES):
         kind, _, folder = name.partition("=")
-        mode = ", query-aware sentence selection" if kind == "model-select" else ""
+        mode = {
+            "model-select": ", query-aware sentence selection",
+            "model-pertensor": ", per-tensor activation scales, one unpadded pair per call, one call per core",
+        }.get(kind, "")
         return f"crossrank int8 ONNX on model folder `{folder}`{mode}, max_length {length}"
     return f"{_DESCRIPTIONS[name]}, max_length {length}"
 
@@ -256,8 +261,9 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
         from crossrank import Reranker
 
         kind, _, folder = name.partition("=")
+        runtime = {"backend_options": {"activation_quantization": "per-tensor"}} if kind == "model-pertensor" else {}
         reranker = Reranker(folder, backend="onnx", max_length=max_length,
-                            long_documents="select" if kind == "model-select" else "truncate").warm_up()
+                            long_documents="select" if kind == "model-select" else "truncate", **runtime).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name in ("crossrank", "crossrank-truncate", "crossrank-pertoken", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
         from crossrank import Reranker
@@ -356,6 +362,7 @@ def run_speed_benchmark(
     latency_runs: int,
     cold_start: bool,
     quality_queries: int | None = None,
+    split: str = "test",
     log: Callable[[str], None] = lambda line: None,
 ) -> tuple[list[ConfigResult], dict[str, float], Workload]:
     from crossrank import DEFAULT_MODEL, pull_model
@@ -364,10 +371,10 @@ def run_speed_benchmark(
     # The timed queries are the first of the quality queries: one load and one BM25 index serve both.
     quality = None
     if quality_queries is not None and quality_queries > queries:
-        quality = load_workload(data_dir, queries=quality_queries, depth=depth)
+        quality = load_workload(data_dir, queries=quality_queries, depth=depth, split=split)
         workload = quality.first(queries)
     else:
-        workload = load_workload(data_dir, queries=queries, depth=depth)
+        workload = load_workload(data_dir, queries=queries, depth=depth, split=split)
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as tmp:
         results, extra = _measure(
             Path(tmp), model_dir, workload, configurations, data_dir=data_dir, depth=depth, max_length=max_length,
@@ -478,7 +485,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--configs",
         default=",".join(DEFAULT_CONFIGURATIONS),
-        help=f"comma-separated names from {','.join(CONFIGURATIONS)} or model=FOLDER / model-select=FOLDER, each optionally NAME@MAX_LENGTH",
+        help=f"comma-separated names from {','.join(CONFIGURATIONS)} or model=FOLDER / model-select=FOLDER / model-pertensor=FOLDER, each optionally NAME@MAX_LENGTH",
     )
     parser.add_argument("--queries", type=int, default=40, help="timed queries (the first N judged test queries)")
     parser.add_argument("--quality-queries", type=int, default=None,

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "crossrank.cli.import_onnx",
     "crossrank.cli.train",
     "crossrank.cli.distill",
+    "crossrank.cli.quantization_scan",
     "crossrank.cli.domains",
     "crossrank.cli.eval",
     "crossrank.cli.tune",
