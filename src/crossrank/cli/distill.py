@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The targets for a distilled student: share of the teacher's test nDCG@10 it keeps and
+# What a distilled student is meant to reach: the share of the teacher's test nDCG@10 it keeps and
 # how many times the teacher's pairs per second it scores (int8 both).
 QUALITY_TARGET = 0.97
 SPEED_TARGET = 1.8
