@@ -702,6 +702,14 @@ def test_quantization_scan_measures_each_layer_kept_in_float(
         assert f"| {row['int8_ndcg']:.4f} | {row['int8_ndcg'] - scan['fp32_ndcg@10']:+.4f} |" in table
     assert "| layer 1 | `/bert/encoder/layer.1/*` | 6 |" in table and table in bench.read_text()
 
+    # A static config is scanned with static graphs (activation ranges from training pairs).
+    static = tmp_path / "static.json"
+    static.write_text(json.dumps({**json.loads(config_file.read_text()), "quantization": "static", "static_calibration_pairs": 4}))
+    assert main(["quantization-scan", str(static), "--json", str(figures)]) == 0
+    assert "; static int8." in capsys.readouterr().out
+    static_rows = json.loads(figures.read_text())["rows"]
+    assert [r["products"] for r in static_rows] == [0, 6, 6, 2] and all(0.0 <= r["int8_ndcg"] <= 1.0 for r in static_rows)
+
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({**json.loads(config_file.read_text()), "output_dir": str(tmp_path / "never-trained")}))
     assert main(["quantization-scan", str(empty)]) == 2
