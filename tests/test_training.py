@@ -716,6 +716,25 @@ def test_quantization_scan_measures_each_layer_kept_in_float(
     assert "a quantization scan needs a trained run with an fp32 export" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_trained_models_activation_modes_and_backends_score_under_their_own_settings(finished_run: Any) -> None:
+    # Per-token (the default for a trainer export) and per-tensor scores differ slightly; score
+    # caches and calibration provenance must tell them apart, and the torch backend runs floats.
+    from crossrank import Reranker
+    from crossrank.evaluation.cache import scorer_settings
+
+    folder = str(finished_run.model_dir)
+    per_token = Reranker(folder, backend="onnx", allow_download=False).warm_up()
+    per_tensor = Reranker(folder, backend="onnx", allow_download=False,
+                          backend_options={"activation_quantization": "per-tensor"}).warm_up()
+    in_torch = Reranker(folder, backend="torch", allow_download=False).warm_up()
+    assert (per_token.quantization, per_tensor.quantization, in_torch.quantization) == ("per-token-int8", "dynamic-int8", "none")
+    settings = [scorer_settings(r) for r in (per_token, per_tensor, in_torch)]
+    assert "activation_quantization" not in settings[0] and "activation_quantization" not in settings[2]
+    assert settings[1]["activation_quantization"] == "per-tensor"
+    assert {k: v for k, v in settings[1].items() if k != "activation_quantization"} == settings[0]
+
+
 def test_quantize_exclude_is_validated() -> None:
     base = {"base_model": "m", "output_dir": "o", "data": {"format": "pairs", "path": "p"}}
     assert TrainConfig.from_dict({**base, "quantize_exclude": ("*/layer.5/*",)}).quantize_exclude == ["*/layer.5/*"]

@@ -3,7 +3,9 @@
 Used by ``crossrank train CONFIG --evaluate BEIR_DIR --benchmark SECTION``: after training, the
 base model and the finished model (int8 and fp32 ONNX) rerank the BM25 top-``depth`` candidates
 of ``queries`` test queries; the figures, wall time and peak memory go to ``BENCHMARKS.md``.
-Scores are cached on disk per model revision and pair, so a rerun never scores a pair twice.
+Scores are cached on disk per pair and scorer settings (``crossrank.evaluation.cache.scorer_settings``:
+model and revision, backend, lengths, long-document handling, activation mode), so a rerun
+never scores a pair twice.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def evaluate_models(
     from crossrank.training.retrieval import Bm25Index
 
     from crossrank import Reranker
+    from crossrank.evaluation.cache import scorer_settings
 
     data = load_data(DataSpec(format="beir", path=str(beir_dir), split=split))
     qids = data.judged_queries()
@@ -101,12 +104,7 @@ def evaluate_models(
     for label, (model, options) in models.items():
         handling = {"long_documents": long_documents} if long_documents else {}
         reranker = Reranker(str(model), max_length=max_length, **handling, **dict(options))
-        # Keys without a long-document setting are those of the Reranker default, as cached before.
-        key = f"{reranker.model_id}|{reranker.backend_name}|{max_length}" + (f"|{long_documents}" if long_documents else "")
-        activation = dict(dict(options).get("backend_options") or {}).get("activation_quantization")
-        if activation:
-            key += f"|activation={activation}"
-        scores = _cached_scores(reranker, key, pairs, cache)
+        scores = _cached_scores(reranker, json.dumps(scorer_settings(reranker), sort_keys=True), pairs, cache)
         reranker.close()
         values, position = [], 0
         for q in qids:

@@ -40,13 +40,15 @@ class PerTokenRewriteError(ValueError):
 
 
 def activation_setting(model_quantization: str, loaded_quantization: str) -> str | None:
-    """``"per-tensor"`` when a per-token model runs its recorded per-tensor graph, else None.
+    """``"per-tensor"`` when a model that has a per-token graph runs per tensor, else None.
 
-    Scores from the two graphs of one model differ slightly, so score caches and calibration
-    provenance record the choice; None (the per-token graph, or any other model) adds nothing,
-    which keeps the keys of per-token runs as they were.
+    That is the embedded default's recorded per-tensor graph, or a dynamically quantized model
+    (e.g. a trainer export, rewritten per token by default) run with
+    ``activation_quantization="per-tensor"``. Scores from the two graphs of one model differ
+    slightly, so score caches and calibration provenance record the choice; None (the per-token
+    graph, or any other model) adds nothing, which keeps the keys of per-token runs as they were.
     """
-    if model_quantization == "per-token-int8" and loaded_quantization == "dynamic-int8":
+    if model_quantization in ("per-token-int8", "dynamic-int8") and loaded_quantization == "dynamic-int8":
         return "per-tensor"
     return None
 

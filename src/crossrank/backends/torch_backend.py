@@ -29,6 +29,8 @@ class TorchBackend:
 
     name = "torch"
     batch_invariant = True
+    # The checkpoint's float weights run as they are, whatever an ONNX graph beside them quantizes.
+    quantization = "none"
 
     def __init__(self, model_dir: Path, config: ModelConfig, device: str = "cpu", options: Mapping[str, Any] | None = None) -> None:
         try:
