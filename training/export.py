@@ -31,6 +31,7 @@ __all__ = [
     "export_onnx",
     "finish_run",
     "float_matrix_products",
+    "weight_matrix_products",
     "fit_dev_calibration",
     "quantize_int8",
     "quantize_for_config",
@@ -92,26 +93,36 @@ def export_onnx(model_dir: Path, target: Path, opset: int = 14) -> Path:
 _MATRIX_PRODUCTS = ("MatMul", "Gemm")
 
 
-def float_matrix_products(source: Path, patterns: Sequence[str]) -> list[str]:
-    """Names of the weight matrix products in the ONNX graph ``source`` matching any glob in ``patterns``.
+def weight_matrix_products(source: Path) -> list[str]:
+    """Names of the matrix products with a weight matrix in the ONNX graph ``source``, in graph order.
 
-    Raises:
-        ConfigurationError: a pattern matches no weight matrix product (a typo would otherwise quantize
-            everything and leave the gate to fail for a reason nobody asked about).
+    Only these are quantized; attention's products of two activations never are.
     """
     import onnx
 
     graph = onnx.load(str(source), load_external_data=False).graph
     weights = {init.name for init in graph.initializer}
-    # Only products with a weight matrix are quantized; attention's activation products never are.
-    names = [n.name for n in graph.node if n.op_type in _MATRIX_PRODUCTS and any(i in weights for i in n.input)]
+    return [n.name for n in graph.node if n.op_type in _MATRIX_PRODUCTS and any(i in weights for i in n.input)]
+
+
+def float_matrix_products(source: Path, patterns: Sequence[str], *, names: Sequence[str] | None = None) -> list[str]:
+    """Names of the weight matrix products of ``source`` matching any glob in ``patterns``.
+
+    ``names`` are the graph's :func:`weight_matrix_products` when the caller already read them.
+
+    Raises:
+        ConfigurationError: a pattern matches no weight matrix product (a typo would otherwise quantize
+            everything and leave the gate to fail for a reason nobody asked about).
+    """
+    if names is None:
+        names = weight_matrix_products(source)
     matched: list[str] = []
     for pattern in patterns:
         hits = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
         if not hits:
             raise ConfigurationError(
                 f"quantize_exclude pattern {pattern!r} matches no weight matrix product of {source}; "
-                f"expected a glob over node names such as {names[:3]}"
+                f"expected a glob over node names such as {list(names[:3])}"
             )
         matched.extend(name for name in hits if name not in matched)
     return matched

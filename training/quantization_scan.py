@@ -20,7 +20,7 @@ import glob
 import json
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,9 @@ class QuantizationScan:
     rows: list[FloatGroupResult] = field(default_factory=list)
 
     def passes(self, row: FloatGroupResult) -> bool:
-        return self.fp32_ndcg - row.int8_ndcg <= self.tolerance + 1e-12
+        from crossrank.training.export import GateResult
+
+        return GateResult(fp32_ndcg=self.fp32_ndcg, int8_ndcg=row.int8_ndcg, tolerance=self.tolerance).passed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,11 +76,11 @@ class QuantizationScan:
         return "\n".join(lines)
 
 
-def float_groups(fp32: Path) -> list[tuple[str, list[str]]]:
-    """``(label, patterns)`` per encoder layer of the graph, then one for the products outside them."""
-    from crossrank.training.export import float_matrix_products
+def float_groups(products: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``(label, patterns)`` per encoder layer, then one for the products outside the layers.
 
-    products = float_matrix_products(fp32, ["*"])
+    ``products`` are the graph's weight matrix products (:func:`~crossrank.training.export.weight_matrix_products`).
+    """
     layers: dict[int, str] = {}
     others: list[str] = []
     for name in products:
@@ -101,7 +103,13 @@ def scan_float_groups(config: Any, *, log: Callable[[str], None] = lambda line: 
             a run the gate refused has both).
     """
     from crossrank.training.data import load_data
-    from crossrank.training.export import _dev_scores_with_reranker, float_matrix_products, onnx_model_folder, quantize_for_config
+    from crossrank.training.export import (
+        _dev_scores_with_reranker,
+        float_matrix_products,
+        onnx_model_folder,
+        quantize_for_config,
+        weight_matrix_products,
+    )
 
     run_dir = Path(config.output_dir)
     fp32_dir = run_dir / "export" / "fp32"
@@ -121,8 +129,9 @@ def scan_float_groups(config: Any, *, log: Callable[[str], None] = lambda line: 
     log(f"fp32: dev nDCG@10 {fp32_ndcg:.4f}")
     scan = QuantizationScan(fp32_ndcg=fp32_ndcg, tolerance=float(config.gate_tolerance), quantization=config.quantization)
     with tempfile.TemporaryDirectory(prefix="crossrank-qscan-") as tmp:
-        for number, (label, patterns) in enumerate([("none", [])] + float_groups(fp32)):
-            kept = float_matrix_products(fp32, patterns) if patterns else []
+        products = weight_matrix_products(fp32)
+        for number, (label, patterns) in enumerate([("none", [])] + float_groups(products)):
+            kept = float_matrix_products(fp32, patterns, names=products) if patterns else []
             graph = Path(tmp) / f"{number}.onnx"
             quantization, _ = quantize_for_config(config, fp32, graph, kept, data, train_qids, fp32_dir / "tokenizer.json")
             folder = onnx_model_folder(Path(tmp) / f"model-{number}", graph, fp32_dir / "tokenizer.json", quantization)

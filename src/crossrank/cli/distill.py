@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def speed_pairs(teacher: str, teacher_folder: Path, student_folder: Path) -> list[tuple[str, str, str]]:
+def speed_pairs(teacher: str, student_folder: Path) -> list[tuple[str, str, str]]:
     """``(mode, teacher configuration, student configuration)`` timed side by side.
 
     An int8 graph runs two ways: per-token activation scales in token-budget batches, or
@@ -80,11 +80,14 @@ def speed_pairs(teacher: str, teacher_folder: Path, student_folder: Path) -> lis
     embedded default runs by default). Each model is timed both ways, so every ratio compares the
     models in the same mode.
     """
-    from crossrank import DEFAULT_MODEL
+    from crossrank import DEFAULT_MODEL, Reranker
 
     if teacher == DEFAULT_MODEL:
         per_token, per_tensor = "crossrank-pertoken", "crossrank-truncate"
     else:
+        teacher_reranker = Reranker(teacher)
+        teacher_folder = teacher_reranker.model_path
+        teacher_reranker.close()
         per_token, per_tensor = f"model={teacher_folder}", f"model-pertensor={teacher_folder}"
     return [
         ("per-token, batched", per_token, f"model={student_folder}"),
@@ -100,7 +103,6 @@ def compare_teacher_and_student(args: argparse.Namespace, config: Any, result: A
     """
     from crossrank.training.benchmark import evaluate_models, paired_bootstrap, peak_memory_mib
 
-    from crossrank import Reranker
     from crossrank.benchmarks import median_min_max
     from crossrank.benchmarks.speed import describe_configuration, run_speed_benchmark
 
@@ -125,10 +127,7 @@ def compare_teacher_and_student(args: argparse.Namespace, config: Any, result: A
     teacher, student = evaluation.mean("teacher"), evaluation.mean("student-int8")
     student_per_tensor = evaluation.mean("student-int8-pertensor")
     student_fp32 = None if args.no_fp32 else evaluation.mean("student-fp32")
-    teacher_reranker = Reranker(config.teacher, max_length=config.max_length)
-    teacher_folder = teacher_reranker.model_path
-    teacher_reranker.close()
-    modes = speed_pairs(config.teacher, teacher_folder, result.model_dir)
+    modes = speed_pairs(config.teacher, result.model_dir)
     specs = [spec for _, teacher_spec, student_spec in modes for spec in (teacher_spec, student_spec)]
     speeds, _, workload = run_speed_benchmark(
         data_dir=Path(args.evaluate), configurations=specs, split=args.eval_split, queries=args.speed_queries, depth=args.eval_depth,
