@@ -710,6 +710,18 @@ def test_quantization_scan_measures_each_layer_kept_in_float(
     static_rows = json.loads(figures.read_text())["rows"]
     assert [r["products"] for r in static_rows] == [0, 6, 6, 2] and all(0.0 <= r["int8_ndcg"] <= 1.0 for r in static_rows)
 
+    # Single products: each of layer 1's six products kept in float on its own.
+    assert main(["quantization-scan", str(config_file), "--products", "/bert/encoder/layer.1/*", "--json", str(figures),
+                 "--benchmark", "qscan-products", "--benchmarks-file", str(bench)]) == 0
+    assert "| /bert/encoder/layer.1/output/dense/MatMul | `/bert/encoder/layer.1/output/dense/MatMul` | 1 |" in capsys.readouterr().out
+    product_rows = json.loads(figures.read_text())["rows"]
+    assert [(r["group"], r["products"]) for r in product_rows[:2]] == [("none", 0), ("/bert/encoder/layer.1/attention/self/query/MatMul", 1)]
+    assert len(product_rows) == 7 and all(r["products"] == 1 and r["patterns"] == [r["group"]] for r in product_rows[1:])
+    assert product_rows[0]["int8_ndcg"] == pytest.approx(rows[0]["int8_ndcg"])
+    assert "## Quantization scan of single matrix products: run.json" in bench.read_text()
+    assert main(["quantization-scan", str(config_file), "--products", "/bert/encoder/layer.7/*"]) == 2
+    assert "products pattern '/bert/encoder/layer.7/*' matches no weight matrix product" in capsys.readouterr().err
+
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({**json.loads(config_file.read_text()), "output_dir": str(tmp_path / "never-trained")}))
     assert main(["quantization-scan", str(empty)]) == 2
@@ -733,6 +745,16 @@ def test_a_trained_models_activation_modes_and_backends_score_under_their_own_se
     assert "activation_quantization" not in settings[0] and "activation_quantization" not in settings[2]
     assert settings[1]["activation_quantization"] == "per-tensor"
     assert {k: v for k, v in settings[1].items() if k != "activation_quantization"} == settings[0]
+
+
+def test_the_device_can_be_chosen_per_command(tmp_path: Path) -> None:
+    from crossrank.training.benchmark import accelerator_peak
+
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps({"base_model": "m", "output_dir": "o", "data": {"format": "pairs", "path": "p"}}))
+    assert load_config(config_file).device == "cpu"
+    assert load_config(config_file, device="cuda:1").device == "cuda:1"
+    assert accelerator_peak("cpu") is None
 
 
 def test_quantize_exclude_is_validated() -> None:
@@ -909,7 +931,7 @@ def test_the_published_distillation_config_is_valid() -> None:
     assert (base if base.is_absolute() else path.parent / base).resolve() == (path.parents[2] / "runs" / "l12-float").resolve()
     assert Path(config.output_dir).resolve() == (path.parents[2] / "runs" / "scifact-l6-student").resolve()
     assert config.data.split == "train" and config.split_seed == 13 and config.dev_fraction == 0.1
-    assert config.quantize_exclude == ["/bert/encoder/layer.2/*"]  # chosen by the quantization scan
+    assert config.quantize_exclude == ["/bert/encoder/layer.2/output/dense/MatMul"]  # chosen by the quantization scans
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
@@ -939,3 +961,6 @@ def test_train_cli_evaluates_base_and_trained_model_on_a_test_split(
     label = "fine-tuned" if printed["best_step"] else "published model (start weights, re-exported)"
     assert f"| {label}, int8 ONNX | {test['trained_int8_ndcg@10']:.4f} |" in section
     assert f"| {label}, fp32 ONNX | {test['trained_fp32_ndcg@10']:.4f} |" in section
+    assert "device cpu" in section and "- Accelerator:" not in section  # a CPU run has no GPU memory to report
+    assert main(["train", str(config_file), "--device", "tpu"]) == 2
+    assert "device must be 'cpu' or 'cuda[:N]'; received 'tpu'" in capsys.readouterr().err

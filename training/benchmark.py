@@ -23,12 +23,25 @@ from crossrank.training.metrics import ndcg_at_k
 
 from crossrank.models.files import atomic_write_text
 
-__all__ = ["TestEvaluation", "evaluate_models", "paired_bootstrap", "peak_memory_mib"]
+__all__ = ["TestEvaluation", "accelerator_peak", "evaluate_models", "paired_bootstrap", "peak_memory_mib"]
 
 
 def peak_memory_mib() -> float:
     """Peak resident memory of this process (Linux ``ru_maxrss`` is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def accelerator_peak(device: str) -> str | None:
+    """``"<GPU name>, peak memory allocated by PyTorch N MiB"`` for a CUDA device, None on CPU.
+
+    Resident memory (:func:`peak_memory_mib`) does not count GPU memory, so a GPU run reports both.
+    """
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    index = torch.device(device).index or 0
+    return f"{torch.cuda.get_device_name(index)}, peak memory allocated by PyTorch {torch.cuda.max_memory_allocated(index) / 2**20:.0f} MiB"
 
 
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, samples: int = 10000, seed: int = 0) -> float:

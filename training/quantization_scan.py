@@ -4,9 +4,11 @@ When the regression gate refuses a run's int8 export, the usual cause is a few l
 weights or activations quantize badly. :func:`scan_float_groups` re-quantizes the run's fp32
 export once per encoder layer (and once for everything outside the layers: pooler and head),
 each time keeping that group in float32, and scores the run's dev candidates with each graph,
-so ``quantize_exclude`` can be chosen from measurements. The scan uses the dev split the gate
-uses: a group chosen this way passes the gate partly by selection, so check the finished
-model on held-out test data as well.
+so ``quantize_exclude`` can be chosen from measurements. Given ``products`` (a glob over node
+names, e.g. one layer's ``"/bert/encoder/layer.2/*"``), it scans those matrix products one at a
+time instead: a single product kept in float costs less speed than a whole layer. The scan uses
+the dev split the gate uses: a group chosen this way passes the gate partly by selection, so
+check the finished model on held-out test data as well.
 
 Example:
     >>> from crossrank.training.quantization_scan import scan_float_groups
@@ -16,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import re
@@ -27,7 +30,7 @@ from typing import Any
 
 from crossrank.errors import ConfigurationError
 
-__all__ = ["FloatGroupResult", "QuantizationScan", "float_groups", "scan_float_groups"]
+__all__ = ["FloatGroupResult", "QuantizationScan", "float_groups", "product_groups", "scan_float_groups"]
 
 _LAYER = re.compile(r"^(.*/layer\.(\d+)/)")
 
@@ -95,12 +98,32 @@ def float_groups(products: Sequence[str]) -> list[tuple[str, list[str]]]:
     return groups
 
 
-def scan_float_groups(config: Any, *, log: Callable[[str], None] = lambda line: None) -> QuantizationScan:
+def product_groups(products: Sequence[str], pattern: str) -> list[tuple[str, list[str]]]:
+    """``(name, [escaped name])`` for each weight matrix product whose node name matches ``pattern``.
+
+    Raises:
+        ConfigurationError: ``pattern`` matches none of ``products``.
+    """
+    hits = [name for name in products if fnmatch.fnmatchcase(name, pattern)]
+    if not hits:
+        raise ConfigurationError(
+            f"products pattern {pattern!r} matches no weight matrix product of the run's fp32 export; "
+            f"expected a glob over node names such as {list(products[:3])}"
+        )
+    return [(name, [glob.escape(name)]) for name in hits]
+
+
+def scan_float_groups(
+    config: Any, *, products: str | None = None, log: Callable[[str], None] = lambda line: None
+) -> QuantizationScan:
     """Quantize the run's fp32 export once per group kept in float and score the dev candidates.
+
+    Groups are the encoder layers and the products outside them, or with ``products`` (a glob
+    over node names) each matching weight matrix product on its own.
 
     Raises:
         ConfigurationError: the run folder has no fp32 export or dev candidates yet (train first;
-            a run the gate refused has both).
+            a run the gate refused has both), or ``products`` matches no weight matrix product.
     """
     from crossrank.training.data import load_data
     from crossrank.training.export import (
@@ -125,13 +148,14 @@ def scan_float_groups(config: Any, *, log: Callable[[str], None] = lambda line: 
     candidates = json.loads((run_dir / "dev-candidates.json").read_text())
     train_qids = json.loads((run_dir / "splits.json").read_text())["train"]
     fp32 = fp32_dir / "model.onnx"
+    names = weight_matrix_products(fp32)
+    groups = product_groups(names, products) if products is not None else float_groups(names)
     fp32_ndcg, _, _ = _dev_scores_with_reranker(fp32_dir, dev_data, candidates, config.max_length)
     log(f"fp32: dev nDCG@10 {fp32_ndcg:.4f}")
     scan = QuantizationScan(fp32_ndcg=fp32_ndcg, tolerance=float(config.gate_tolerance), quantization=config.quantization)
     with tempfile.TemporaryDirectory(prefix="crossrank-qscan-") as tmp:
-        products = weight_matrix_products(fp32)
-        for number, (label, patterns) in enumerate([("none", [])] + float_groups(products)):
-            kept = float_matrix_products(fp32, patterns, names=products) if patterns else []
+        for number, (label, patterns) in enumerate([("none", [])] + groups):
+            kept = float_matrix_products(fp32, patterns, names=names) if patterns else []
             graph = Path(tmp) / f"{number}.onnx"
             quantization, _ = quantize_for_config(config, fp32, graph, kept, data, train_qids, fp32_dir / "tokenizer.json")
             folder = onnx_model_folder(Path(tmp) / f"model-{number}", graph, fp32_dir / "tokenizer.json", quantization)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 from collections.abc import Sequence
@@ -52,11 +53,11 @@ def machine_description() -> str:
 
 
 def command_line() -> str:
-    """The command that is running, as a user would type it."""
+    """The command that is running, as a user would type it (quoted so that it can be pasted into a shell)."""
     argv = list(sys.argv)
     if argv and argv[0].endswith(("crossrank", "__main__.py")):
         argv[0] = "crossrank"
-    return " ".join(argv)
+    return shlex.join(argv)
 
 
 def median_min_max(values: Sequence[float]) -> tuple[float, float, float]:

@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="the teacher's even layers, or all-MiniLM-L6-v2 with a new head")
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--domain", default=None, help="register the student under this domain")
+    parser.add_argument("--device", default=None, help="override the config's device: cpu, cuda or cuda:N")
     parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints and start over")
     evaluation = parser.add_argument_group("teacher vs student (benchmark)")
     evaluation.add_argument("--evaluate", metavar="BEIR_DIR", default=None,
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be >= 1; received {value}")
     started = time.perf_counter()
-    config = load_config(args.config, domain=args.domain, output_dir=args.output_dir, loss_default="margin_mse")
+    config = load_config(args.config, domain=args.domain, output_dir=args.output_dir, device=args.device, loss_default="margin_mse")
     result = distill(config, student=args.student, resume=not args.restart)
     wall = time.perf_counter() - started
     payload: dict[str, Any] = {"model": str(result.model_dir), **result.metrics, "wall_seconds_including_resume_and_export": wall}
@@ -101,12 +102,11 @@ def compare_teacher_and_student(args: argparse.Namespace, config: Any, result: A
     Everything runs at the config's ``max_length`` with truncation, the setting the student was
     trained with, so neither model gets sentence selection the other lacks.
     """
-    from crossrank.training.benchmark import evaluate_models, paired_bootstrap, peak_memory_mib
-
     from crossrank.benchmarks import median_min_max
     from crossrank.benchmarks.speed import describe_configuration, run_speed_benchmark
+    from crossrank.training.benchmark import accelerator_peak, evaluate_models, paired_bootstrap, peak_memory_mib
 
-    train_peak = peak_memory_mib()
+    train_peak, accelerator = peak_memory_mib(), accelerator_peak(config.device)
     threads = config.num_threads
     runtime = {"backend_options": {"num_threads": threads}} if threads else {}
     models = {
@@ -183,7 +183,7 @@ def compare_teacher_and_student(args: argparse.Namespace, config: Any, result: A
             f"{figures['retention_pertensor']:.1%} ({verdict(figures['retention_pertensor'] >= QUALITY_TARGET)})\n"
             + speedup_lines
             + (f"- Student int8 vs fp32 on test: {student - student_fp32:+.4f}\n" if student_fp32 is not None else "")
-            + _training_lines(result, train_wall, train_peak)
+            + _training_lines(result, train_wall, train_peak, accelerator)
             + f"- Training config:\n\n```json\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}\n```\n"
             + (f"\n{args.note}\n" if args.note else "")
         )

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("config", help="training config (YAML or JSON)")
     parser.add_argument("--domain", default=None, help="register the finished model under this domain")
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
+    parser.add_argument("--device", default=None, help="override the config's device: cpu, cuda or cuda:N")
     parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints and start over")
     evaluation = parser.add_argument_group("test-set evaluation (benchmark)")
     evaluation.add_argument("--evaluate", metavar="BEIR_DIR", default=None, help="after training, rerank this BEIR set's BM25 candidates with the base and the trained model")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.training.trainer import train
 
     started = time.perf_counter()
-    config = load_config(args.config, domain=args.domain, output_dir=args.output_dir)
+    config = load_config(args.config, domain=args.domain, output_dir=args.output_dir, device=args.device)
     result = train(config, resume=not args.restart)
     wall = time.perf_counter() - started
     payload = {"model": str(result.model_dir), **result.metrics, "wall_seconds_including_resume_and_export": wall}
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_lines(result: object, train_wall: float, peak_mib: float) -> str:
+def _training_lines(result: object, train_wall: float, peak_mib: float, accelerator: str | None = None) -> str:
     metrics = result.metrics  # type: ignore[attr-defined]
     return (
         f"- Dev nDCG@10 before -> best (fp32 torch): {metrics['dev_ndcg_before']:.4f} -> {metrics['dev_ndcg_after']:.4f}\n"
@@ -64,6 +65,7 @@ def _training_lines(result: object, train_wall: float, peak_mib: float) -> str:
         f"- Wall time of the command up to a finished model (data, mining, training, evaluations, calibration, "
         f"export, gate): {train_wall:.0f} s, of which data loading, negative mining, training and dev evaluations "
         f"{metrics['train_seconds']:.0f} s; peak resident memory of the process: {peak_mib:.0f} MiB.\n"
+        + (f"- Accelerator: {accelerator}.\n" if accelerator else "")
         + _invocation_lines(metrics.get("invocations", []))
     )
 
@@ -102,14 +104,14 @@ def _write_training_section(
     from pathlib import Path
 
     from crossrank.benchmarks import write_section
-    from crossrank.training.benchmark import peak_memory_mib
+    from crossrank.training.benchmark import accelerator_peak, peak_memory_mib
 
     metrics = result.metrics  # type: ignore[attr-defined]
     body = (
         f"## Training run: {Path(config_path).name}\n\n"
         f"Start `{config.base_model}`; {_run_description(config, metrics)}.\n\n"  # type: ignore[attr-defined]
         f"- Training config:\n\n```json\n{json.dumps(config.to_dict(), indent=2, sort_keys=True)}\n```\n"  # type: ignore[attr-defined]
-        + _training_lines(result, train_wall, peak_memory_mib())
+        + _training_lines(result, train_wall, peak_memory_mib(), accelerator_peak(config.device))  # type: ignore[attr-defined]
         + (f"\n{note}\n" if note else "")
     )
     write_section(section, body, path=benchmarks_file)
@@ -118,9 +120,9 @@ def _write_training_section(
 def _evaluate(args: argparse.Namespace, config: object, result: object, train_wall: float) -> dict:
     from pathlib import Path
 
-    from crossrank.training.benchmark import evaluate_models, paired_bootstrap, peak_memory_mib
+    from crossrank.training.benchmark import accelerator_peak, evaluate_models, paired_bootstrap, peak_memory_mib
 
-    train_peak = peak_memory_mib()
+    train_peak, accelerator = peak_memory_mib(), accelerator_peak(config.device)  # type: ignore[attr-defined]
     baseline = args.baseline or config.base_model  # type: ignore[attr-defined]
     threads = config.num_threads  # type: ignore[attr-defined]
     runtime = {"backend_options": {"num_threads": threads}} if threads else {}
@@ -165,7 +167,7 @@ def _evaluate(args: argparse.Namespace, config: object, result: object, train_wa
             f"- Difference (int8 vs base): {int8 - base:+.4f}; paired bootstrap over queries (10,000 resamples), "
             f"one-sided p = {p_value:.4f}\n"
             f"- int8 vs fp32 on test: {int8 - fp32:+.4f}\n"
-            + _training_lines(result, train_wall, train_peak)
+            + _training_lines(result, train_wall, train_peak, accelerator)
             + (f"\n{args.note}\n" if args.note else "")
         )
         write_section(args.benchmark, body, path=args.benchmarks_file)
