@@ -904,7 +904,8 @@ def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "split", "frozen", "stemmer"),
-    [("scifact-l12", "train", 8, "none"), ("cranfield-l12", "test", 8, "none"), ("scifact-l12-deep", "train", 4, "english")],
+    [("scifact-l12", "train", 8, "none"), ("cranfield-l12", "test", 8, "none"), ("scifact-l12-deep", "train", 4, "english"),
+     ("scifact-l12-evidence", "train-evidence", 4, "english")],
 )
 def test_the_published_configs_are_valid(name: str, split: str, frozen: int, stemmer: str) -> None:
     # BENCHMARKS.md's fine-tuning figures come from these files; they must keep loading as written.
