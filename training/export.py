@@ -105,15 +105,20 @@ def weight_matrix_products(source: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type in _MATRIX_PRODUCTS and any(i in weights for i in n.input)]
 
 
-def float_matrix_products(source: Path, patterns: Sequence[str], *, names: Sequence[str] | None = None) -> list[str]:
+def float_matrix_products(
+    source: Path, patterns: Sequence[str], *, names: Sequence[str] | None = None, option: str = "quantize_exclude"
+) -> list[str]:
     """Names of the weight matrix products of ``source`` matching any glob in ``patterns``.
 
-    ``names`` are the graph's :func:`weight_matrix_products` when the caller already read them.
+    ``names`` are the graph's :func:`weight_matrix_products` when the caller already read them;
+    ``option`` names the setting the patterns came from, for the error message.
 
     Raises:
         ConfigurationError: a pattern matches no weight matrix product (a typo would otherwise quantize
             everything and leave the gate to fail for a reason nobody asked about).
     """
+    if not patterns:
+        return []  # nothing to match: the graph need not be read
     if names is None:
         names = weight_matrix_products(source)
     matched: list[str] = []
@@ -121,7 +126,7 @@ def float_matrix_products(source: Path, patterns: Sequence[str], *, names: Seque
         hits = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
         if not hits:
             raise ConfigurationError(
-                f"quantize_exclude pattern {pattern!r} matches no weight matrix product of {source}; "
+                f"{option} pattern {pattern!r} matches no weight matrix product of {source}; "
                 f"expected a glob over node names such as {list(names[:3])}"
             )
         matched.extend(name for name in hits if name not in matched)

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import json
 import re
@@ -98,18 +97,17 @@ def float_groups(products: Sequence[str]) -> list[tuple[str, list[str]]]:
     return groups
 
 
-def product_groups(products: Sequence[str], pattern: str) -> list[tuple[str, list[str]]]:
-    """``(name, [escaped name])`` for each weight matrix product whose node name matches ``pattern``.
+def product_groups(source: Path, products: Sequence[str], pattern: str) -> list[tuple[str, list[str]]]:
+    """``(name, [escaped name])`` for each weight matrix product of ``source`` matching ``pattern``.
+
+    ``products`` are the graph's :func:`~crossrank.training.export.weight_matrix_products`.
 
     Raises:
         ConfigurationError: ``pattern`` matches none of ``products``.
     """
-    hits = [name for name in products if fnmatch.fnmatchcase(name, pattern)]
-    if not hits:
-        raise ConfigurationError(
-            f"products pattern {pattern!r} matches no weight matrix product of the run's fp32 export; "
-            f"expected a glob over node names such as {list(products[:3])}"
-        )
+    from crossrank.training.export import float_matrix_products
+
+    hits = float_matrix_products(source, [pattern], names=products, option="--products")
     return [(name, [glob.escape(name)]) for name in hits]
 
 
@@ -149,13 +147,13 @@ def scan_float_groups(
     train_qids = json.loads((run_dir / "splits.json").read_text())["train"]
     fp32 = fp32_dir / "model.onnx"
     names = weight_matrix_products(fp32)
-    groups = product_groups(names, products) if products is not None else float_groups(names)
+    groups = product_groups(fp32, names, products) if products is not None else float_groups(names)
     fp32_ndcg, _, _ = _dev_scores_with_reranker(fp32_dir, dev_data, candidates, config.max_length)
     log(f"fp32: dev nDCG@10 {fp32_ndcg:.4f}")
     scan = QuantizationScan(fp32_ndcg=fp32_ndcg, tolerance=float(config.gate_tolerance), quantization=config.quantization)
     with tempfile.TemporaryDirectory(prefix="crossrank-qscan-") as tmp:
         for number, (label, patterns) in enumerate([("none", [])] + groups):
-            kept = float_matrix_products(fp32, patterns, names=names) if patterns else []
+            kept = float_matrix_products(fp32, patterns, names=names)
             graph = Path(tmp) / f"{number}.onnx"
             quantization, _ = quantize_for_config(config, fp32, graph, kept, data, train_qids, fp32_dir / "tokenizer.json")
             folder = onnx_model_folder(Path(tmp) / f"model-{number}", graph, fp32_dir / "tokenizer.json", quantization)
