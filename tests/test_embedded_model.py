@@ -123,4 +123,15 @@ def test_readme_example(embedded_reranker: Reranker) -> None:
     )
     assert [d.index for d in result] == [1, 0]
     # The figures printed in the README's example (calibrated with the packaged calibration).
-    assert [round(d.score, 3) for d in result] == [0.861, 0.007]
+    # The shipped graph's full-range int8 activations saturate in ONNX Runtime's kernels on CPUs
+    # without VNNI, so the first reads 0.844 on an AVX2-only CPU; the README says so.
+    assert [d.score for d in result] == pytest.approx([0.861, 0.007], abs=0.02)
+
+
+def test_the_shipped_graphs_scores_are_cached_per_int8_instruction_set(embedded_reranker: Reranker) -> None:
+    from crossrank.evaluation.cache import scorer_settings
+    from crossrank.quantization import int8_instruction_set
+
+    settings = scorer_settings(embedded_reranker.warm_up())
+    assert settings["activation_quantization"] == "per-tensor"
+    assert settings["int8_kernels"] == int8_instruction_set()

@@ -18,6 +18,7 @@ Sessions running a rewritten graph must disable ``MatMulIntegerToFloatFusion`` (
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -27,6 +28,7 @@ __all__ = [
     "PER_TOKEN_DISABLED_OPTIMIZERS",
     "PerTokenRewriteError",
     "activation_setting",
+    "int8_instruction_set",
 ]
 
 PER_TOKEN_DISABLED_OPTIMIZERS = ("MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion")
@@ -50,6 +52,56 @@ def activation_setting(model_quantization: str, loaded_quantization: str) -> str
     """
     if model_quantization in ("per-token-int8", "dynamic-int8") and loaded_quantization == "dynamic-int8":
         return "per-tensor"
+    return None
+
+
+# Best first: the instruction set ONNX Runtime's x86 int8 matrix kernels use on a CPU with it.
+_INT8_INSTRUCTION_SETS = (
+    ("amx_int8", "amx-int8"),
+    ("avx512_vnni", "avx512-vnni"),
+    ("avx_vnni", "avx-vnni"),
+    ("avx512bw", "avx512bw"),
+    ("avx2", "avx2"),
+    ("sse4_1", "sse4.1"),
+)
+
+
+def int8_instruction_set(flags: Iterable[str] | None = None) -> str:
+    """The CPU's best instruction set for int8 matrix products, e.g. ``"avx512-vnni"`` or ``"avx2"``.
+
+    Without VNNI (``avx2``, ``avx512bw``, ``sse4.1``) ONNX Runtime multiplies with ``pmaddubsw``,
+    whose int16 pair sums saturate for full-range 8-bit activations: a graph quantized per tensor
+    (the embedded default's shipped graph) then scores differently from a VNNI or AMX CPU. The
+    per-token graphs use 7-bit activations and score alike on all of them. ``flags`` are
+    ``/proc/cpuinfo`` flags (read when None); other platforms return their machine name.
+
+    Example:
+        >>> int8_instruction_set(["fpu", "avx2", "avx512bw", "avx512_vnni"])
+        'avx512-vnni'
+    """
+    if flags is None:
+        flags = _cpu_flags()
+        if flags is None:
+            import platform
+
+            return platform.machine().lower() or "unknown"
+    present = set(flags)
+    for flag, name in _INT8_INSTRUCTION_SETS:
+        if flag in present:
+            return name
+    return "none"
+
+
+def _cpu_flags() -> list[str] | None:
+    from pathlib import Path
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return line.split(":", 1)[1].split()
     return None
 
 

@@ -559,6 +559,11 @@ class Reranker:
             "long_documents": self.long_documents,
             "activation_quantization": activation_setting(config.quantization, getattr(backend, "quantization", config.quantization)),
         }
+        if "int8_kernels" in fitted:
+            # Recorded only for graphs whose int8 scores depend on the CPU; compared only where recorded.
+            from crossrank.quantization import int8_instruction_set
+
+            current["int8_kernels"] = int8_instruction_set()
         differs = {key: (fitted.get(key), value) for key, value in current.items() if fitted.get(key) != value}
         if differs:
             logger.info(

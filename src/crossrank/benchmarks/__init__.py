@@ -28,7 +28,7 @@ _HEADER = (
 
 
 def machine_description() -> str:
-    """CPU model, core count, memory and software versions, on one line."""
+    """CPU model, core count, memory, int8 instruction set and software versions, on one line."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -46,8 +46,10 @@ def machine_description() -> str:
     import onnxruntime
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from crossrank.quantization import int8_instruction_set
+
     return (
-        f"{cpu}, {cores} cores{memory}; {platform.system()} {platform.release()}; "
+        f"{cpu}, {cores} cores{memory}, int8 instructions {int8_instruction_set()}; {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
     )
 

@@ -3,7 +3,8 @@
 Scoring 30,000 pairs takes most of an hour on a small CPU, so every score is written to disk as
 soon as its batch finishes and is never computed twice. Scores are keyed by everything that can
 change a logit (model name and revision, or the weights' hash when the model has no revision;
-backend, token limits, long-document handling) and,
+backend, token limits, long-document handling, and for graphs with full-range 8-bit activations
+the CPU's int8 instruction set) and,
 within that, by a digest of the exact query and passage text, so a cache is shared by every
 dataset, split and candidate depth that contains the same pair.
 """
@@ -20,7 +21,7 @@ from typing import Any
 from crossrank.errors import ConfigurationError
 from crossrank.models.config import UNVERSIONED
 from crossrank.models.files import sha256_file
-from crossrank.quantization import activation_setting
+from crossrank.quantization import activation_setting, int8_instruction_set
 
 __all__ = ["ScoreCache", "default_cache_dir", "pair_key", "scorer_settings", "settings_digest", "weights_fingerprint"]
 
@@ -63,6 +64,10 @@ def scorer_settings(reranker: Any) -> dict[str, Any]:
     activation = activation_setting(config.quantization, reranker.quantization)
     if activation is not None:
         settings["activation_quantization"] = activation
+    if settings["backend"] == "onnx" and (activation == "per-tensor" or config.quantization == "static-int8"):
+        # Full-range 8-bit activations: without VNNI the int8 products saturate, so these scores
+        # depend on the CPU (see crossrank.quantization.int8_instruction_set).
+        settings["int8_kernels"] = int8_instruction_set()
     if config.revision == UNVERSIONED:
         # ``name@unversioned`` names no particular weights: two local folders called ``model``
         # would share one cache and each read the other's scores. Their weight files tell them apart.
