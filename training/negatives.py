@@ -12,8 +12,11 @@ first as hard negatives, with their grades as labels. Documents judged relevant 
 as negatives. With ``false_negative_margin`` set, a hard negative the current model scores
 above ``positive_logit - margin`` is skipped: it is more likely an unjudged positive.
 
-A query without any judged positive (unlabeled data for distillation) yields one group of
-pool documents with label 0; only teacher losses learn from such groups.
+A query judged with no relevant document (a no-answer query) yields one group of a
+positive's size with label 0 throughout: its judged documents (its nearest misses) first, then
+hard and random ones. A query without any judgment (unlabeled data for distillation) yields one
+group of pool documents with label 0. Pointwise and teacher losses learn from such groups;
+losses that compare a group's documents with its relevant ones get nothing from them.
 """
 
 from __future__ import annotations
@@ -114,10 +117,22 @@ class NegativeMiner:
                 to_score = sorted(set(pool) | set(judged))
                 texts = [self.data.corpus[d] for d in to_score]
                 scores = dict(zip(to_score, (float(s) for s in scorer(self.data.queries[qid], texts))))
-            if not positives:
+            if not positives and not judged:
                 docs = pool[: config.num_negatives + 1]
                 if docs:
                     out.append({"qid": qid, "docs": docs, "labels": [0.0] * len(docs), "sources": ["unlabeled"] * len(docs)})
+                continue
+            if not positives:
+                # A no-answer query: a group the size of a positive's, its judged documents (the
+                # nearest misses) first, then hard and random ones as for a positive.
+                n_hard, n_random = self._counts()
+                size = n_hard + n_random + 1
+                docs = sorted(judged)[:size]
+                hard = [d for d in self._hard_order(pool, scores, rng) if d not in judged]
+                docs += hard[: max(0, min(n_hard + 1, size) - len(docs))]
+                docs += self._random(rng, size - len(docs), set(judged) | set(docs))
+                sources = ["judged" if d in judged else "hard" if d in hard else "random" for d in docs]
+                out.append({"qid": qid, "docs": docs, "labels": [0.0] * len(docs), "sources": sources})
                 continue
             for positive in positives:
                 grade = judged[positive]

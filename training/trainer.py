@@ -303,10 +303,18 @@ def train(
     else:
         dev_data = data
         labeled = data.judged_queries()
-        unlabeled = sorted(set(data.queries) - set(labeled))
+        no_answer = data.no_answer_queries()
+        unjudged = sorted(set(data.queries) - set(labeled) - set(no_answer))
         train_labeled, dev_qids = split_queries(labeled, config.dev_fraction, config.split_seed)
-        train_qids = sorted(train_labeled + [q for q in unlabeled if q in data.qrels or config.loss in TEACHER_LOSSES])
+        # No-answer queries are held out in the same proportion, so that an abstention rule can
+        # be fitted on queries the model never saw; dev nDCG@10 needs a relevant document and
+        # keeps to ``dev``.
+        train_no_answer, dev_no_answer = split_queries(no_answer, config.dev_fraction, config.split_seed) if len(no_answer) >= 2 else (no_answer, [])
+        teacher_only = unjudged if config.loss in TEACHER_LOSSES else []
+        train_qids = sorted(train_labeled + train_no_answer + teacher_only)
         split = {"mode": "query-grouped", "dev_fraction": config.dev_fraction, "seed": config.split_seed, "train": train_qids, "dev": dev_qids}
+        if dev_no_answer:
+            split["dev_no_answer"] = dev_no_answer
     split["data_fingerprint"] = data.fingerprint()
     splits_file = run_dir / "splits.json"
     if splits_file.is_file() and json.loads(splits_file.read_text()) != split:

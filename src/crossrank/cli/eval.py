@@ -13,7 +13,10 @@ __all__ = ["register"]
 
 
 def read_query_ids(path: str) -> list[str]:
-    """Query ids from a file: one per line, a JSON list, or a training ``splits.json`` (its ``dev`` list)."""
+    """Query ids from a file: one per line, a JSON list, or a training ``splits.json``.
+
+    From a ``splits.json`` they are the run's held-out queries: ``dev`` plus ``dev_no_answer``.
+    """
     import json
 
     file = Path(path)
@@ -26,7 +29,10 @@ def read_query_ids(path: str) -> list[str]:
         except json.JSONDecodeError as exc:
             raise argparse.ArgumentTypeError(f"{path} is not valid JSON: {exc}") from None
         if isinstance(data, dict) and "dev" in data:
-            data = data["dev"]
+            # Every query the run held out: its dev queries and, where the data has them, its
+            # held-out no-answer queries (which an abstention rule needs).
+            held_out = [data["dev"], data.get("dev_no_answer", [])]
+            data = held_out[0] + held_out[1] if all(isinstance(part, list) for part in held_out) else data["dev"]
         if not isinstance(data, list) or not all(isinstance(q, (str, int)) for q in data):
             raise argparse.ArgumentTypeError(
                 f"{path} must hold a JSON list of query ids or an object with a 'dev' list; received {type(data).__name__}"
@@ -52,7 +58,7 @@ def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
                         help="BM25 stemming (default english, Snowball); 'none' reproduces reports made before stemming")
     parser.add_argument("--queries", type=read_query_ids, default=None, metavar="FILE",
                         help="use only the queries listed in FILE: one id per line, a JSON list, or a training run's "
-                        "splits.json (its held-out dev queries)")
+                        "splits.json (its held-out dev and no-answer queries)")
     parser.add_argument("--sample", type=int, default=None, help="use a seeded random sample of this many queries")
     parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
     parser.add_argument("--cache-dir", type=Path, default=None,
