@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import random
@@ -948,6 +949,10 @@ def test_no_answer_queries_are_held_out_like_dev_queries(tiny_model_dir: Path, t
 
     # Evaluation and tuning on the run's held-out queries get both kinds.
     assert read_query_ids(str(tmp_path / "run" / "splits.json")) == split["dev"] + split["dev_no_answer"]
+    broken = tmp_path / "broken-splits.json"
+    broken.write_text(json.dumps({"dev": ["q2"], "dev_no_answer": "q0"}))
+    with pytest.raises(argparse.ArgumentTypeError, match="'dev_no_answer' must be a list of query ids; received str"):
+        read_query_ids(str(broken))
 
 
 @pytest.mark.slow

@@ -31,8 +31,10 @@ def read_query_ids(path: str) -> list[str]:
         if isinstance(data, dict) and "dev" in data:
             # Every query the run held out: its dev queries and, where the data has them, its
             # held-out no-answer queries (which an abstention rule needs).
-            held_out = [data["dev"], data.get("dev_no_answer", [])]
-            data = held_out[0] + held_out[1] if all(isinstance(part, list) for part in held_out) else data["dev"]
+            no_answer = data.get("dev_no_answer", [])
+            if not isinstance(no_answer, list):
+                raise argparse.ArgumentTypeError(f"{path}: 'dev_no_answer' must be a list of query ids; received {type(no_answer).__name__}")
+            data = data["dev"] + no_answer if isinstance(data["dev"], list) else data["dev"]
         if not isinstance(data, list) or not all(isinstance(q, (str, int)) for q in data):
             raise argparse.ArgumentTypeError(
                 f"{path} must hold a JSON list of query ids or an object with a 'dev' list; received {type(data).__name__}"
