@@ -129,7 +129,7 @@ class NegativeMiner:
                 size = n_hard + n_random + 1
                 docs = sorted(judged)[:size]
                 hard = [d for d in self._hard_order(pool, scores, rng) if d not in judged]
-                docs += hard[: max(0, min(n_hard + 1, size) - len(docs))]
+                docs += hard[: max(0, n_hard + 1 - len(docs))]
                 docs += self._random(rng, size - len(docs), set(judged) | set(docs))
                 sources = ["judged" if d in judged else "hard" if d in hard else "random" for d in docs]
                 out.append({"qid": qid, "docs": docs, "labels": [0.0] * len(docs), "sources": sources})
