@@ -933,10 +933,17 @@ def test_judged_negatives_from_is_validated(tmp_path: Path, synthetic: dict[str,
 
 
 def test_no_answer_queries_are_held_out_like_dev_queries(tiny_model_dir: Path, tmp_path: Path, synthetic: dict[str, Path]) -> None:
+    import yaml
+
+    from crossrank.cli import main
+
     folder = _evidence_folder(tmp_path, synthetic)
     options = make_config(tiny_model_dir, tmp_path / "run", folder, "beir", dev_fraction=0.5).to_dict()
     options["data"].update(split="train-evidence", judged_negatives_from="train")
-    train(TrainConfig.from_dict(options))
+    config_file = tmp_path / "abstain.yaml"
+    config_file.write_text(yaml.safe_dump(options))
+    bench = tmp_path / "BENCHMARKS.md"
+    assert main(["train", str(config_file), "--benchmark", "abstain-tiny", "--benchmarks-file", str(bench)]) == 0
     split = json.loads((tmp_path / "run" / "splits.json").read_text())
     assert len(split["dev_no_answer"]) == 1 and set(split["dev_no_answer"]) < {"q0", "q1"}
     (trained_no_answer,) = {"q0", "q1"} - set(split["dev_no_answer"])
@@ -944,6 +951,11 @@ def test_no_answer_queries_are_held_out_like_dev_queries(tiny_model_dir: Path, t
     assert not set(split["dev_no_answer"]) & set(split["train"]) and not set(split["dev_no_answer"]) & set(split["dev"])
     trained = {group["qid"] for group in json.loads((tmp_path / "run" / "epochs" / "epoch-0.json").read_text())}
     assert trained_no_answer in trained and not trained & set(split["dev_no_answer"])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["dev_queries"], metrics["dev_no_answer_queries"]) == (len(split["dev"]), 1)
+    assert f"| train / dev queries | {len(split['train'])} / {len(split['dev'])} + 1 held-out no-answer (" in (
+        tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"(dev: {len(split['dev'])} held-out queries, plus 1 held-out no-answer query for fitting abstention, query-grouped)" in bench.read_text()
 
     from crossrank.cli.eval import read_query_ids
 

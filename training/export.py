@@ -325,6 +325,11 @@ def _plot_curves(history: list[dict[str, Any]], target: Path) -> Path:
     return target
 
 
+def _no_answer_note(metrics: Mapping[str, Any]) -> str:
+    held = metrics.get("dev_no_answer_queries") or 0
+    return f" + {held} held-out no-answer" if held else ""
+
+
 def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_report: Mapping[str, Any]) -> str:
     gate = metrics.get("gate") or {}
     lines = [
@@ -344,7 +349,7 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
         f"| training data | {config.data.format} `{config.data.path}` (split `{config.data.split}`) |",
         f"| data license | {config.data_license or 'see the data source'} |",
         f"| rows read / skipped | {data_report.get('rows')} / {data_report.get('skipped')} |",
-        f"| train / dev queries | {metrics['train_queries']} / {metrics['dev_queries']} (query-grouped, `splits.json`) |",
+        f"| train / dev queries | {metrics['train_queries']} / {metrics['dev_queries']}{_no_answer_note(metrics)} (query-grouped, `splits.json`) |",
         f"| negatives | {config.negatives.strategy} ({json.dumps(config.negatives.__dict__)}) |",
         f"| loss | {config.loss}" + (f" after {config.curriculum.warmup_loss} for {config.curriculum.warmup_steps} steps" if config.curriculum else "") + " |",
         f"| steps / best step | {metrics['steps']} / {metrics['best_step']} |",
@@ -388,14 +393,16 @@ def finish_run(
     shutil.copytree(best, tmp)
     model = _Model(best, config, for_training=False)
     after, dev_scores = evaluate_dev(model.score, dev_data, candidates)
+    split = json.loads((run_dir / "splits.json").read_text())
     metrics: dict[str, Any] = {
         "name": config.name or Path(config.output_dir).name,
         "dev_ndcg_before": state.get("before", history[0].get("dev_ndcg@10") if history else None),
         "dev_ndcg_after": after,
         "best_step": state.get("best_step"),
         "steps": state.get("global_step"),
-        "train_queries": len(json.loads((run_dir / "splits.json").read_text())["train"]),
+        "train_queries": len(split["train"]),
         "dev_queries": len(candidates),
+        "dev_no_answer_queries": len(split.get("dev_no_answer", [])),
         "train_seconds": train_seconds,
     }
     # Logits of the published graph are what the calibration will map; the torch model's dev
