@@ -953,7 +953,7 @@ def test_no_answer_queries_are_held_out_like_dev_queries(tiny_model_dir: Path, t
     assert trained_no_answer in trained and not trained & set(split["dev_no_answer"])
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["dev_queries"], metrics["dev_no_answer_queries"]) == (len(split["dev"]), 1)
-    assert f"| train / dev queries | {len(split['train'])} / {len(split['dev'])} + 1 held-out no-answer (" in (
+    assert f"| train / dev queries | {len(split['train'])} / {len(split['dev'])}, plus 1 held-out no-answer query for fitting abstention (" in (
         tmp_path / "run" / "model" / "README.md").read_text()
     assert f"(dev: {len(split['dev'])} held-out queries, plus 1 held-out no-answer query for fitting abstention, query-grouped)" in bench.read_text()
 

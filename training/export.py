@@ -33,6 +33,7 @@ __all__ = [
     "float_matrix_products",
     "weight_matrix_products",
     "fit_dev_calibration",
+    "held_out_no_answer",
     "quantize_int8",
     "quantize_for_config",
     "onnx_model_folder",
@@ -325,9 +326,13 @@ def _plot_curves(history: list[dict[str, Any]], target: Path) -> Path:
     return target
 
 
-def _no_answer_note(metrics: Mapping[str, Any]) -> str:
+def held_out_no_answer(metrics: Mapping[str, Any]) -> str:
+    """``", plus N held-out no-answer queries ..."`` for a run that held some out, else ``""``.
+
+    They never enter dev nDCG@10 (it needs a relevant document); they are kept for fitting abstention.
+    """
     held = metrics.get("dev_no_answer_queries") or 0
-    return f" + {held} held-out no-answer" if held else ""
+    return f", plus {held} held-out no-answer {'query' if held == 1 else 'queries'} for fitting abstention" if held else ""
 
 
 def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_report: Mapping[str, Any]) -> str:
@@ -349,7 +354,7 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
         f"| training data | {config.data.format} `{config.data.path}` (split `{config.data.split}`) |",
         f"| data license | {config.data_license or 'see the data source'} |",
         f"| rows read / skipped | {data_report.get('rows')} / {data_report.get('skipped')} |",
-        f"| train / dev queries | {metrics['train_queries']} / {metrics['dev_queries']}{_no_answer_note(metrics)} (query-grouped, `splits.json`) |",
+        f"| train / dev queries | {metrics['train_queries']} / {metrics['dev_queries']}{held_out_no_answer(metrics)} (query-grouped, `splits.json`) |",
         f"| negatives | {config.negatives.strategy} ({json.dumps(config.negatives.__dict__)}) |",
         f"| loss | {config.loss}" + (f" after {config.curriculum.warmup_loss} for {config.curriculum.warmup_steps} steps" if config.curriculum else "") + " |",
         f"| steps / best step | {metrics['steps']} / {metrics['best_step']} |",

@@ -90,18 +90,14 @@ def _invocation_lines(invocations: list[dict]) -> str:
 
 
 def _run_description(config: object, metrics: dict) -> str:
+    from crossrank.training.export import held_out_no_answer
+
     return (
         f"{metrics['steps']} training steps (best dev step {metrics['best_step']}) with `{config.loss}` and "  # type: ignore[attr-defined]
         f"`{config.negatives.strategy}` negatives, batch {config.batch_size} groups, max_length {config.max_length}, "  # type: ignore[attr-defined]
         f"{config.freeze_layers} lowest encoder layers frozen, device {config.device}, on {metrics['train_queries']} "  # type: ignore[attr-defined]
-        f"train queries (dev: {metrics['dev_queries']} held-out queries{_held_out_no_answer(metrics)}, query-grouped)"
+        f"train queries (dev: {metrics['dev_queries']} held-out queries{held_out_no_answer(metrics)}, query-grouped)"
     )
-
-
-def _held_out_no_answer(metrics: dict) -> str:
-    # Held-out queries without an answer never enter dev nDCG@10; they are kept for fitting abstention.
-    held = metrics.get("dev_no_answer_queries") or 0
-    return f", plus {held} held-out no-answer {'query' if held == 1 else 'queries'} for fitting abstention" if held else ""
 
 
 def _write_training_section(
