@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crossrank.documents import validate_probability, validate_top_k
-from crossrank.errors import ConfigurationError, CrossRankError, describe
+from crossrank.errors import ConfigurationError, CrossRankError, InvalidInputError, describe
 from crossrank.reranker import Reranker, Threshold
 from crossrank.results import RerankResult, ScoredDocument
 from crossrank.settings import OPTIONS
@@ -40,6 +40,7 @@ __all__ = [
     "check_top_n",
     "engine_options",
     "rerank_texts",
+    "retriever_scores",
     "scored_metadata",
 ]
 
@@ -199,6 +200,26 @@ def _report(
         on_abstain(query, result)
 
 
+def retriever_scores(reranker: Reranker, scores: Sequence[object], where: str) -> list[float] | None:
+    """The retriever's scores of a call's documents for first-stage fusion, or None.
+
+    ``scores`` holds what the framework carries for each document (None where it has nothing);
+    ``where`` names that field for the error. The scores are passed on only when every document
+    has a number; when the reranker fuses (``first_stage_weight`` above 0) a missing one is an
+    error that names the document, never a silent fall-back to the reranker alone.
+    """
+    missing = [i for i, value in enumerate(scores) if isinstance(value, bool) or not isinstance(value, (int, float))]
+    if not missing:
+        return [float(value) for value in scores]  # type: ignore[arg-type]
+    if reranker.first_stage_weight > 0.0 and not reranker.disabled:
+        raise InvalidInputError(
+            f"first_stage_weight={reranker.first_stage_weight:g} fuses the retriever's scores into the order, "
+            f"but {len(missing)} of {len(scores)} documents have no number in {where} "
+            f"(first: document {missing[0]}, {describe(scores[missing[0]])})"
+        )
+    return None
+
+
 def rerank_texts(
     reranker: Reranker,
     query: str,
@@ -210,14 +231,15 @@ def rerank_texts(
     default_threshold: Threshold,
     on_abstain: AbstainCallback | None,
     source: str,
+    first_stage_scores: Sequence[float] | None = None,
 ) -> RerankResult:
     """Rerank ``texts`` for ``query`` with per-call values falling back to the adapter's defaults.
 
     The threshold is applied before the top-n cut (by the core). ``source`` names the adapter
-    in the abstention log line.
+    in the abstention log line; ``first_stage_scores`` come from :func:`retriever_scores`.
     """
     top_n, threshold = _resolve(top_n, threshold, default_top_n, default_threshold)
-    result = reranker.rerank(query, list(texts), top_k=top_n, threshold=threshold)
+    result = reranker.rerank(query, list(texts), top_k=top_n, threshold=threshold, first_stage_scores=first_stage_scores)
     _report(query, result, on_abstain, source)
     return result
 
@@ -233,10 +255,13 @@ async def arerank_texts(
     default_threshold: Threshold,
     on_abstain: AbstainCallback | None,
     source: str,
+    first_stage_scores: Sequence[float] | None = None,
 ) -> RerankResult:
     """:func:`rerank_texts` with the model running in a worker thread (the loop keeps running)."""
     top_n, threshold = _resolve(top_n, threshold, default_top_n, default_threshold)
-    result = await reranker.arerank(query, list(texts), top_k=top_n, threshold=threshold)
+    result = await reranker.arerank(
+        query, list(texts), top_k=top_n, threshold=threshold, first_stage_scores=first_stage_scores
+    )
     _report(query, result, on_abstain, source)
     return result
 

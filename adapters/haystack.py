@@ -17,6 +17,7 @@ from crossrank.adapters._common import (
     arerank_texts,
     engine_options,
     rerank_texts,
+    retriever_scores,
     scored_metadata,
 )
 
@@ -155,7 +156,7 @@ class CrossRankRanker:
             ``{"documents": [...]}``, best first.
         """
         texts = [document.content for document in documents]
-        result = rerank_texts(self._reranker, query, texts, **self._call(top_k, score_threshold))
+        result = rerank_texts(self._reranker, query, texts, **self._call(top_k, score_threshold, documents))
         return {"documents": _ranked_documents(documents, result)}
 
     @component.output_types(documents=list[Document])
@@ -169,12 +170,13 @@ class CrossRankRanker:
         """Async :meth:`run`: the model runs in a worker thread, the event loop keeps going."""
         texts = [document.content for document in documents]
         result = await arerank_texts(
-            self._reranker, query, texts, **self._call(top_k, score_threshold)
+            self._reranker, query, texts, **self._call(top_k, score_threshold, documents)
         )
         return {"documents": _ranked_documents(documents, result)}
 
-    def _call(self, top_k: int | None, score_threshold: Threshold) -> dict[str, Any]:
+    def _call(self, top_k: int | None, score_threshold: Threshold, documents: list[Document]) -> dict[str, Any]:
         return {
+            "first_stage_scores": retriever_scores(self._reranker, [d.score for d in documents], "Document.score"),
             "top_n": top_k,
             "threshold": score_threshold,
             "default_top_n": self.top_k,

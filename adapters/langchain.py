@@ -17,6 +17,7 @@ from crossrank.adapters._common import (
     check_threshold,
     check_top_n,
     rerank_texts,
+    retriever_scores,
     scored_metadata,
 )
 
@@ -35,7 +36,10 @@ except ImportError:
         "langchain-core", "langchain", "crossrank.adapters.langchain"
     ) from None
 
-__all__ = ["CrossRankCompressor"]
+__all__ = ["RETRIEVER_SCORE_KEY", "CrossRankCompressor"]
+
+RETRIEVER_SCORE_KEY = "score"
+"""The metadata key read as the retriever's score for first-stage fusion."""
 
 
 class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
@@ -107,7 +111,7 @@ class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
         (None keeps the configured value; ``False`` or ``0`` switch the threshold off)."""
         documents = list(documents)
         texts = [document.page_content for document in documents]
-        result = rerank_texts(self._reranker, query, texts, **self._call(top_n, threshold))
+        result = rerank_texts(self._reranker, query, texts, **self._call(top_n, threshold, documents))
         return _ranked_documents(documents, result)
 
     async def acompress_documents(
@@ -122,11 +126,15 @@ class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
         """Async :meth:`compress_documents`: the model runs in a worker thread."""
         documents = list(documents)
         texts = [document.page_content for document in documents]
-        result = await arerank_texts(self._reranker, query, texts, **self._call(top_n, threshold))
+        result = await arerank_texts(self._reranker, query, texts, **self._call(top_n, threshold, documents))
         return _ranked_documents(documents, result)
 
-    def _call(self, top_n: int | None, threshold: Threshold) -> dict[str, Any]:
+    def _call(self, top_n: int | None, threshold: Threshold, documents: list[Document]) -> dict[str, Any]:
+        # LangChain documents have no score field; its how-to guide on retriever scores puts them
+        # in metadata["score"], which is where they are read from.
+        scores = [d.metadata.get(RETRIEVER_SCORE_KEY) for d in documents]
         return {
+            "first_stage_scores": retriever_scores(self._reranker, scores, f"metadata[{RETRIEVER_SCORE_KEY!r}]"),
             "top_n": top_n,
             "threshold": threshold,
             "default_top_n": self.top_n,

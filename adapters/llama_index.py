@@ -18,6 +18,7 @@ from crossrank.adapters._common import (
     check_threshold,
     check_top_n,
     rerank_texts,
+    retriever_scores,
     scored_metadata,
 )
 
@@ -118,7 +119,7 @@ class CrossRankRerank(SharedEngineMixin, BaseNodePostprocessor):
         """Rerank ``nodes`` for the query; ``top_n``/``threshold`` override the configuration."""
         query = _query_text(query_bundle, query_str)
         result = rerank_texts(
-            self._reranker, query, self._texts(nodes), **self._call(top_n, threshold)
+            self._reranker, query, self._texts(nodes), **self._call(top_n, threshold, nodes)
         )
         return _ranked_nodes(nodes, result)
 
@@ -135,7 +136,7 @@ class CrossRankRerank(SharedEngineMixin, BaseNodePostprocessor):
         """Async :meth:`postprocess_nodes`: the model runs in a worker thread."""
         query = _query_text(query_bundle, query_str)
         result = await arerank_texts(
-            self._reranker, query, self._texts(nodes), **self._call(top_n, threshold)
+            self._reranker, query, self._texts(nodes), **self._call(top_n, threshold, nodes)
         )
         return _ranked_nodes(nodes, result)
 
@@ -152,8 +153,9 @@ class CrossRankRerank(SharedEngineMixin, BaseNodePostprocessor):
     def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
         return [item.node.get_content(metadata_mode=self.metadata_mode) for item in nodes]
 
-    def _call(self, top_n: int | None, threshold: Threshold) -> dict[str, Any]:
+    def _call(self, top_n: int | None, threshold: Threshold, nodes: list[NodeWithScore]) -> dict[str, Any]:
         return {
+            "first_stage_scores": retriever_scores(self._reranker, [item.score for item in nodes], "NodeWithScore.score"),
             "top_n": top_n,
             "threshold": threshold,
             "default_top_n": self.top_n,

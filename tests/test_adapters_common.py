@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -469,3 +470,42 @@ def test_calibrated_threshold_uses_the_fitted_calibration(embedded_model_dir: Pa
         assert [r.text for r in ranked] == [CORPUS[MOUNTAIN_ANSWER]], driver.name
         assert driver.call(adapter, OFF_TOPIC_QUESTION, items) == []
         assert len(recorder.calls) == 1 and recorder.calls[0][1].threshold == 0.3
+
+
+def _wrap_with_retriever_scores(driver: Driver, scores: Sequence[float | None]) -> list[Any]:
+    """The corpus as the framework's retriever hands it over, each item with its retriever score."""
+    if driver.name == "llama_index":
+        return [NodeWithScore(node=TextNode(text=t, metadata=copy.deepcopy(m), id_=f"n{i}"), score=s)
+                for i, (t, m, s) in enumerate(zip(CORPUS, METADATA, scores))]
+    if driver.name == "haystack":
+        return [HaystackDocument(content=t, meta=copy.deepcopy(m), score=s) for t, m, s in zip(CORPUS, METADATA, scores)]
+    # LangChain documents carry a retriever's score in metadata["score"] (its how-to convention).
+    return [LangChainDocument(page_content=t, metadata={**copy.deepcopy(m), **({} if s is None else {"score": s})})
+            for t, m, s in zip(CORPUS, METADATA, scores)]
+
+
+RETRIEVED = [0.61, 0.20, 0.55, 0.12, 0.48, 0.83]
+
+
+def test_the_retriever_scores_reach_first_stage_fusion(driver: Driver, embedded_model_dir: Path) -> None:
+    fusing = Reranker(str(embedded_model_dir), first_stage_weight=0.5)
+    adapter = driver.build(reranker=fusing)
+    items = _wrap_with_retriever_scores(driver, RETRIEVED)
+    snapshot = copy.deepcopy(items)
+    ranked = driver.call(adapter, MOUNTAIN_QUESTION, items)
+    expected = fusing.rerank(MOUNTAIN_QUESTION, CORPUS, first_stage_scores=RETRIEVED)
+    assert [r.text for r in ranked] == [d.text for d in expected]
+    assert [r.score for r in ranked] == [d.score for d in expected]
+    # The fused order differs from the reranker's own: the retriever's scores were used.
+    alone = Reranker(str(embedded_model_dir)).rerank(MOUNTAIN_QUESTION, CORPUS)
+    assert [d.index for d in expected] != [d.index for d in alone]
+    assert items == snapshot
+    # A document without a retriever score is an error that names the framework's field.
+    field = {"llama_index": "NodeWithScore.score", "haystack": "Document.score", "langchain": "metadata['score']"}[driver.name]
+    gaps = _wrap_with_retriever_scores(driver, [*RETRIEVED[:3], None, *RETRIEVED[4:]])
+    with pytest.raises(InvalidInputError, match=rf"1 of 6 documents have no number in {re.escape(field)} \(first: document 3"):
+        driver.call(adapter, MOUNTAIN_QUESTION, gaps)
+    # Without fusion the same documents are ranked by the reranker alone.
+    assert [r.text for r in driver.call(driver.build(reranker=Reranker(str(embedded_model_dir))), MOUNTAIN_QUESTION, gaps)] == [
+        d.text for d in alone
+    ]

@@ -10,7 +10,7 @@ import pytest
 from crossrank.calibration import load_calibration
 from crossrank.cli import main
 from crossrank.errors import InvalidInputError
-from crossrank.evaluation.candidates import bm25_candidates, get_candidates, reciprocal_rank_fusion
+from crossrank.evaluation.candidates import bm25_candidates, get_candidates, get_scored_candidates, reciprocal_rank_fusion
 from crossrank.evaluation.datasets import load_dataset
 
 pytest.importorskip("bm25s")
@@ -89,6 +89,65 @@ def test_reciprocal_rank_fusion_by_hand() -> None:
     fused = reciprocal_rank_fusion([{"q": ["a", "b", "c"]}, {"q": ["b", "c", "a"]}], depth=3, k0=0)
     # a: 1/1 + 1/3, b: 1/2 + 1/1, c: 1/3 + 1/2
     assert fused == {"q": ["b", "a", "c"]}
+    _, scores = reciprocal_rank_fusion([{"q": ["a", "b", "c"]}, {"q": ["b", "c", "a"]}], depth=3, k0=0, with_scores=True)
+    assert scores == {"q": pytest.approx([1.5, 4 / 3, 5 / 6])}
+
+
+def test_candidates_keep_their_bm25_scores(tmp_path: Path) -> None:
+    pytest.importorskip("Stemmer")
+    data = load_dataset(_inflection_dataset(tmp_path / "inflection"))
+    cache = tmp_path / "cache"
+    candidates, scores = get_scored_candidates(data, "test", "bm25", 3, cache_dir=cache)
+    assert candidates == get_candidates(data, "test", "bm25", 3)
+    # The unrelated document shares no token with the query: BM25 gives it 0.
+    assert candidates["q"][0] == "inflected" and scores["q"][0] > scores["q"][1] > 0.0
+    assert candidates["q"][2] == "unrelated" and scores["q"][2] == 0.0
+    stored = json.loads(next((cache / "candidates").glob("*.json")).read_text())
+    assert stored["scores"] == scores
+    # Read back from the cache file, the same lists and scores.
+    assert get_scored_candidates(data, "test", "bm25", 3, cache_dir=cache) == (candidates, scores)
+
+
+def _scored_split(tiny_dataset: Path, first_stage_weight: float = 0.0):  # type: ignore[no-untyped-def]
+    from crossrank.evaluation.runner import EvalSetup, ScoredSplit
+
+    data = load_dataset(tiny_dataset)
+    # q0's relevant document d0-0 is the model's second choice but the retriever's clear first;
+    # q2's relevant d2-0 is the model's first and the retriever's last.
+    candidates = {"q0": ["d0-0", "d0-1", "d0-2"], "q2": ["d2-1", "d2-2", "d2-0"]}
+    logits = {"q0": {"d0-0": 1.9, "d0-1": 2.0, "d0-2": -3.0}, "q2": {"d2-1": 0.0, "d2-2": -1.0, "d2-0": 4.0}}
+    first_stage = {"q0": {"d0-0": 11.0, "d0-1": 5.0, "d0-2": 4.0}, "q2": {"d2-1": 6.0, "d2-2": 5.5, "d2-0": 5.0}}
+    setup = EvalSetup(split="test", depth=3, first_stage_weight=first_stage_weight, query_ids=["q0", "q2"])
+    return ScoredSplit(data, setup, ["q0", "q2"], candidates, logits, {}, first_stage=first_stage)
+
+
+def _order(ranking: dict[str, dict[str, float]], query: str) -> list[str]:
+    return sorted(ranking[query], key=lambda d: -ranking[query][d])
+
+
+def test_first_stage_fusion_reorders_only_the_reranked_candidates(tiny_dataset: Path) -> None:
+    from crossrank.evaluation.runner import EvalSetup, select_first_stage_weight
+
+    scored = _scored_split(tiny_dataset)
+    assert _order(scored.ranking(), "q0") == ["d0-1", "d0-0", "d0-2"]
+    assert _order(scored.ranking(1.0), "q0") == ["d0-0", "d0-1", "d0-2"]
+    # The setup's weight is the default; 0.3 lets the retriever break q0's near-tie but not
+    # overturn the model's clear choice in q2.
+    fused = _scored_split(tiny_dataset, first_stage_weight=0.3).ranking()
+    assert _order(fused, "q0") == ["d0-0", "d0-1", "d0-2"] and _order(fused, "q2")[0] == "d2-0"
+    weight, values = select_first_stage_weight(scored, [0.0, 0.3, 1.0])
+    assert values[0.0] < 1.0 and values[0.3] == 1.0 and values[1.0] < 1.0 and weight == 0.3
+    # Documents added only for fitting (include_judged) do not count when choosing the weight.
+    scored.extra["judged_added"] = {"q2": ["d2-0"]}
+    assert select_first_stage_weight(scored, [0.0, 0.3, 1.0])[1][0.3] < 1.0
+
+    scored.first_stage["q0"].pop("d0-2")
+    with pytest.raises(InvalidInputError, match="query 'q0': fusing needs a first-stage score .* 1 have none"):
+        scored.ranking(0.5)
+    with pytest.raises(InvalidInputError, match=r"first_stage_weight must be in \[0, 1\]; received -0.1"):
+        EvalSetup(first_stage_weight=-0.1)
+    with pytest.raises(InvalidInputError, match="at least one weight"):
+        select_first_stage_weight(scored, [])
 
 
 @pytest.mark.slow
@@ -128,6 +187,17 @@ def test_eval_and_tune_end_to_end(tiny_dataset: Path, tiny_model_dir: Path, tmp_
     assert partial["pairs_expected"] == 12 and partial["complete"] is True
     assert partial["metrics"]["recall@10"] == report["metrics"]["recall@10"]  # same four candidates per query
 
+    # Fused with the BM25 scores, the final order changes but the probabilities do not.
+    fused_out = tmp_path / "report" / "fused.json"
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--first-stage-weight", "0.4", *common, "--cached-only",
+                 "--out", str(fused_out), "--no-plots"]) == 0
+    fused = json.loads(fused_out.read_text())
+    assert fused["setup"]["first_stage_weight"] == 0.4
+    assert fused["calibration"]["ece"] == report["calibration"]["ece"]
+    assert "first-stage weight 0.4" in Path(fused["files"]["markdown"]).read_text()
+    with pytest.raises(SystemExit):
+        main(["eval", str(tiny_dataset), "--first-stage-weight", "2", *common, "--out", str(fused_out)])
+
     # Fit a calibration on the cached scores, then evaluate with it.
     best = tmp_path / "best.json"
     fitted = tmp_path / "calibration.json"
@@ -138,6 +208,12 @@ def test_eval_and_tune_end_to_end(tiny_dataset: Path, tiny_model_dir: Path, tmp_
     assert calibration.threshold is not None and calibration.abstention is not None
     assert calibration.provenance["split"] == "test" and "fitted_on" in calibration.provenance
     assert json.loads(best.read_text())["calibrator"] == "platt"
+    assert "fusion" not in json.loads(best.read_text())
+    assert main(["tune", str(tiny_dataset), "--split", "test", "--depth", "4", *common, "--cached-only", "--trials", "2",
+                 "--calibrators", "platt", "--holdout", "0.5", "--first-stage-weights", "0,0.5,1", "--out", str(best)]) == 0
+    fusion = json.loads(best.read_text())["fusion"]
+    assert set(fusion["values"]) == {"0", "0.5", "1"} and fusion["metric"] == "ndcg@10" and fusion["queries"] == 6
+    assert fusion["values"][f"{fusion['first_stage_weight']:g}"] == max(fusion["values"].values())
     assert main(["eval", str(tiny_dataset), "--depth", "4", *common, "--calibration", str(fitted),
                  "--threshold", "calibrated", "--out", str(out), "--no-plots"]) == 0
     report = json.loads(out.read_text())

@@ -25,6 +25,12 @@ EXPECTED_OUTPUT = {
         "answer 'not found'",
     ],
     "haystack_example.py": ["loaded back", "1. [trekking]", "answer 'not found'"],
+    "first_stage_fusion.py": [
+        "reranker alone",
+        "fused with BM25 (first_stage_weight=0.3)",
+        "1. p=",
+        "Supplementing vitamin D reduced",
+    ],
 }
 
 

@@ -35,6 +35,7 @@ from crossrank.fallback import (
     rank_callable_scores,
     run_with_deadline,
 )
+from crossrank.fusion import fuse_scores, validate_first_stage_weight
 from crossrank.models.config import ModelConfig
 from crossrank.quantization import activation_setting
 from crossrank.results import BatchShape, RerankResult, RerankStats, ScoredDocument
@@ -72,6 +73,33 @@ class _Request:
     texts: list[str]
     metadata: list[dict[str, Any]]
     documents: Sequence[Any]
+    first_stage: np.ndarray | None = None
+
+
+def _first_stage_scores(scores: object, documents: int, position: int) -> np.ndarray | None:
+    """One request's retriever scores as a float array, checked against its document count."""
+    if scores is None:
+        return None
+    if isinstance(scores, (str, bytes, Mapping)) or not isinstance(scores, (Sequence, np.ndarray)):
+        raise InvalidInputTypeError(
+            f"first_stage_scores of request {position} must be a list of numbers, one per document; received {describe(scores)}"
+        )
+    values = []
+    for index, value in enumerate(scores):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidInputTypeError(
+                f"first_stage_scores of request {position}: document {index} must have a number; received {describe(value)}"
+            )
+        if not math.isfinite(float(value)):
+            raise InvalidInputError(
+                f"first_stage_scores of request {position}: document {index} must have a finite number; received {value!r}"
+            )
+        values.append(float(value))
+    if len(values) != documents:
+        raise InvalidInputError(
+            f"first_stage_scores of request {position} must hold one score per document: expected {documents}, received {len(values)}"
+        )
+    return np.asarray(values, dtype=np.float64)
 
 
 StatsHook = Callable[[RerankStats], None]
@@ -107,6 +135,12 @@ class Reranker:
         max_windows: Most windows per document; text beyond is ignored and counted.
         threshold: Default threshold for :meth:`rerank` (probability, ``"calibrated"`` or None).
         top_k: Default number of documents to return (None: all that pass the threshold).
+        first_stage_weight: How much the retriever's own scores count in the final order, in
+            [0, 1]. With ``w > 0`` the documents that pass the threshold are ordered by
+            ``(1 - w) * z(logit) + w * z(first-stage score)`` (per-query z-scores, see
+            :mod:`crossrank.fusion`), and every call must pass ``first_stage_scores``. Scores,
+            thresholds and abstention stay the reranker's own; a callable fallback orders by
+            its own scores. Default 0: the reranker alone.
         calibration: A :class:`~crossrank.calibration.Calibration` or path to its JSON;
             default: the model folder's ``calibration.json``, else a plain sigmoid.
         backend_options: Backend-specific options (e.g. ``{"num_threads": 2}``).
@@ -160,6 +194,7 @@ class Reranker:
         max_windows: int = _UNSET,
         threshold: Threshold = _UNSET,
         top_k: int | None = _UNSET,
+        first_stage_weight: float = _UNSET,
         calibration: Calibration | str | Path | None = _UNSET,
         backend_options: Mapping[str, Any] | None = _UNSET,
         allow_download: bool = _UNSET,
@@ -189,6 +224,7 @@ class Reranker:
                 "max_windows": max_windows,
                 "threshold": threshold,
                 "top_k": top_k,
+                "first_stage_weight": first_stage_weight,
                 "calibration": calibration,
                 "backend_options": backend_options,
                 "allow_download": allow_download,
@@ -237,6 +273,10 @@ class Reranker:
             raise ConfigurationError(f"calibration must be a Calibration or a path; received {describe(calibration)}")
         self._check_threshold(threshold)
         validate_top_k(top_k)
+        try:
+            first_stage_weight = validate_first_stage_weight(values["first_stage_weight"])
+        except (InvalidInputError, InvalidInputTypeError) as exc:
+            raise ConfigurationError(str(exc)) from None
         for name in ("allow_download", "show_progress", "disabled"):
             if not isinstance(values[name], bool):
                 raise ConfigurationError(f"{name} must be True or False; received {describe(values[name])}")
@@ -291,6 +331,7 @@ class Reranker:
         self.max_windows = max_windows
         self.threshold = threshold
         self.top_k = top_k
+        self.first_stage_weight = first_stage_weight
         self._calibration_option = calibration
         self.backend_options = dict(backend_options or {})
         self.allow_download = allow_download
@@ -363,6 +404,7 @@ class Reranker:
             "max_windows": self.max_windows,
             "threshold": self.threshold,
             "top_k": self.top_k,
+            "first_stage_weight": self.first_stage_weight,
             "calibration": calibration,
             "backend_options": dict(self.backend_options),
             "allow_download": self.allow_download,
@@ -743,6 +785,7 @@ class Reranker:
         *,
         top_k: int | None = _UNSET,
         threshold: Threshold = _UNSET,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> RerankResult:
         """Rank ``documents`` for ``query``, best first.
 
@@ -755,12 +798,16 @@ class Reranker:
             threshold: Keep only documents whose calibrated score is at least this
                 probability; ``"calibrated"`` applies the model's fitted rule; ``None`` or
                 ``False`` keeps everything. Defaults to the constructor's value.
+            first_stage_scores: The retriever's score of each document, in the same order
+                (any scale, higher is better). Needed when ``first_stage_weight`` is above 0,
+                which then fuses them into the order; with weight 0 they do not change it.
 
         Returns:
             A :class:`~crossrank.RerankResult`; ``result.abstained`` is True when the
             threshold left nothing.
         """
-        return self.score_many([(query, documents)], top_k=top_k, threshold=threshold)[0]
+        scores = None if first_stage_scores is None else [first_stage_scores]
+        return self.score_many([(query, documents)], top_k=top_k, threshold=threshold, first_stage_scores=scores)[0]
 
     def score_many(
         self,
@@ -768,8 +815,13 @@ class Reranker:
         *,
         top_k: int | None = _UNSET,
         threshold: Threshold = _UNSET,
+        first_stage_scores: Sequence[Sequence[float] | None] | None = None,
     ) -> list[RerankResult]:
-        """Rerank several queries' candidate lists in one batched pass (multi-query batching)."""
+        """Rerank several queries' candidate lists in one batched pass (multi-query batching).
+
+        ``first_stage_scores``, when given, holds one entry per request: that request's
+        retriever scores (see :meth:`rerank`) or None.
+        """
         started = time.perf_counter()
         if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
             raise InvalidInputTypeError(
@@ -780,6 +832,15 @@ class Reranker:
         self._check_threshold(threshold)
         if threshold == "calibrated" and self.fallback is not None and not isinstance(self.fallback, Reranker):
             raise InvalidInputError("threshold='calibrated' cannot apply to a callable fallback; pass a probability")
+        if first_stage_scores is not None:
+            if isinstance(first_stage_scores, (str, bytes, Mapping)) or not isinstance(first_stage_scores, Sequence):
+                raise InvalidInputTypeError(
+                    f"first_stage_scores must be a list with one entry per request; received {describe(first_stage_scores)}"
+                )
+            if len(first_stage_scores) != len(requests):
+                raise InvalidInputError(
+                    f"first_stage_scores must have one entry per request: expected {len(requests)}, received {len(first_stage_scores)}"
+                )
         parsed: list[_Request] = []
         for position, request in enumerate(requests):
             if not isinstance(request, (tuple, list)) or len(request) != 2:
@@ -791,7 +852,15 @@ class Reranker:
             if isinstance(documents, Iterator):
                 documents = list(documents)  # a generator can be read once; the fallback may need it again
             texts, metadata = normalize_documents(documents)
-            parsed.append(_Request(query, texts, metadata, documents))
+            retrieved = _first_stage_scores(
+                None if first_stage_scores is None else first_stage_scores[position], len(texts), position
+            )
+            if retrieved is None and self.first_stage_weight > 0.0 and not self.disabled:
+                raise InvalidInputError(
+                    f"first_stage_weight={self.first_stage_weight:g} fuses the retriever's scores into the order, so request "
+                    f"{position} needs first_stage_scores (one per document); received none"
+                )
+            parsed.append(_Request(query, texts, metadata, documents, retrieved))
         if self.disabled:
             results = [self._pass_through(request, top_k) for request in parsed]
         elif self.fallback is None:
@@ -823,7 +892,8 @@ class Reranker:
             started = time.perf_counter()
             stats = self._split_stats(scored.stats if scored is not None else None, end - start, len(all_texts))
             result = self._finish(
-                queries[q], all_texts[start:end], all_metadata[start:end], logits, top_k, threshold, stats
+                queries[q], all_texts[start:end], all_metadata[start:end], logits, top_k, threshold, stats,
+                first_stage=parsed[q].first_stage,
             )
             stats.post_ms = (time.perf_counter() - started) * 1000
             results.append(result)
@@ -882,7 +952,11 @@ class Reranker:
     ) -> list[RerankResult]:
         fallback = self.fallback
         if isinstance(fallback, Reranker):
-            served = fallback.score_many([(r.query, r.documents) for r in parsed], top_k=top_k, threshold=threshold)
+            scores = [None if r.first_stage is None else r.first_stage.tolist() for r in parsed]
+            served = fallback.score_many(
+                [(r.query, r.documents) for r in parsed], top_k=top_k, threshold=threshold,
+                first_stage_scores=scores if any(v is not None for v in scores) else None,
+            )
         else:
             assert fallback is not None
             cut = None if threshold is None or threshold is False else float(threshold)  # type: ignore[arg-type]
@@ -999,6 +1073,8 @@ class Reranker:
         top_k: int | None,
         threshold: Threshold,
         stats: RerankStats,
+        *,
+        first_stage: np.ndarray | None = None,
     ) -> RerankResult:
         if not texts:
             return RerankResult([], query=query, threshold=None, stats=stats)
@@ -1020,6 +1096,10 @@ class Reranker:
                 stats.dropped_by_threshold = len(order)
                 kept, abstain = [], True
         stats.abstained = abstain
+        if first_stage is not None and self.first_stage_weight > 0.0 and kept:
+            # Fused over the whole candidate list, so a document's value does not depend on the cut.
+            fused = fuse_scores(logits, first_stage, first_stage_weight=self.first_stage_weight)
+            kept = sorted(kept, key=lambda i: (-fused[i], -probabilities[i], i))
         if top_k is not None:
             kept = kept[:top_k]
         documents = [
@@ -1043,9 +1123,12 @@ class Reranker:
         *,
         top_k: int | None = _UNSET,
         threshold: Threshold = _UNSET,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> RerankResult:
         """:meth:`rerank` in a worker thread, so the event loop keeps running while the model works."""
-        return await asyncio.to_thread(self.rerank, query, documents, top_k=top_k, threshold=threshold)
+        return await asyncio.to_thread(
+            self.rerank, query, documents, top_k=top_k, threshold=threshold, first_stage_scores=first_stage_scores
+        )
 
     async def ascore_many(
         self,
@@ -1053,8 +1136,11 @@ class Reranker:
         *,
         top_k: int | None = _UNSET,
         threshold: Threshold = _UNSET,
+        first_stage_scores: Sequence[Sequence[float] | None] | None = None,
     ) -> list[RerankResult]:
-        return await asyncio.to_thread(self.score_many, requests, top_k=top_k, threshold=threshold)
+        return await asyncio.to_thread(
+            self.score_many, requests, top_k=top_k, threshold=threshold, first_stage_scores=first_stage_scores
+        )
 
     def __repr__(self) -> str:
         return f"Reranker(model={self.model!r}, backend={self.backend!r}, device={self.device!r})"

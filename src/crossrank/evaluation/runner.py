@@ -13,8 +13,9 @@ import numpy as np
 from crossrank.abstention import fit_logistic_rule, should_abstain
 from crossrank.calibration import FITTABLE_KINDS, Calibration, Calibrator, fit_calibrator
 from crossrank.errors import InvalidInputError
+from crossrank.fusion import fuse_scores, validate_first_stage_weight
 from crossrank.evaluation.cache import ScoreCache, default_cache_dir, scorer_settings
-from crossrank.evaluation.candidates import candidate_recall, get_candidates
+from crossrank.evaluation.candidates import candidate_recall, get_scored_candidates
 from crossrank.evaluation.datasets import BeirDataset, Qrels, load_dataset
 from crossrank.evaluation.metrics import (
     expected_calibration_error,
@@ -38,6 +39,7 @@ __all__ = [
     "labelled_pairs",
     "prefer_simpler_rule",
     "prepare",
+    "select_first_stage_weight",
 ]
 
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map", "recall@10", "recall@100", "precision@10", "hit@1", "hit@10")
@@ -62,6 +64,9 @@ class EvalSetup:
             (for fitting data, so positives are represented; never for reported figures).
         rerank_depth: Rerank only each list's first this many candidates and keep the rest in
             first-stage order below them (default: rerank all ``depth``).
+        first_stage_weight: Order the reranked candidates by ``(1 - w) * z(logit) + w *
+            z(first-stage score)`` (see :mod:`crossrank.fusion`); 0 (default) ranks by the
+            reranker alone. Probabilities, thresholds and abstention are unaffected.
     """
 
     split: str = "test"
@@ -74,6 +79,10 @@ class EvalSetup:
     seed: int = 0
     include_judged: bool = False
     rerank_depth: int | None = None
+    first_stage_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.first_stage_weight = validate_first_stage_weight(self.first_stage_weight)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,7 +90,10 @@ class EvalSetup:
 
 @dataclass
 class ScoredSplit:
-    """A split's candidates and their raw scores (``{query: {doc: logit}}``), best candidate first."""
+    """A split's candidates and their raw scores (``{query: {doc: logit}}``), best candidate first.
+
+    ``first_stage`` holds the retriever's score of each candidate (``{query: {doc: score}}``).
+    """
 
     dataset: BeirDataset
     setup: EvalSetup
@@ -91,12 +103,29 @@ class ScoredSplit:
     settings: dict[str, Any]
     complete: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    first_stage: Scores = field(default_factory=dict)
 
-    def ranking(self) -> dict[str, dict[str, float]]:
-        """Final ranking scores: reranked candidates first (by logit), then the unscored rest in first-stage order."""
+    def ranking(self, first_stage_weight: float | None = None) -> dict[str, dict[str, float]]:
+        """Final ranking scores: reranked candidates first, then the unscored rest in first-stage order.
+
+        The reranked candidates are ordered by their logits, or with ``first_stage_weight``
+        (default: the setup's) by their logits fused with the first-stage scores.
+        """
+        weight = self.setup.first_stage_weight if first_stage_weight is None else validate_first_stage_weight(first_stage_weight)
         out: dict[str, dict[str, float]] = {}
         for q, docs in self.candidates.items():
             scored = self.logits.get(q, {})
+            if weight > 0.0 and scored:
+                retrieved = self.first_stage.get(q, {})
+                missing = [d for d in scored if d not in retrieved]
+                if missing:
+                    raise InvalidInputError(
+                        f"query {q!r}: fusing needs a first-stage score for every reranked candidate; "
+                        f"{len(missing)} have none (e.g. {missing[0]!r})"
+                    )
+                ids = list(scored)
+                fused = fuse_scores([scored[d] for d in ids], [retrieved[d] for d in ids], first_stage_weight=weight)
+                scored = {d: float(v) for d, v in zip(ids, fused)}
             floor = min(scored.values(), default=0.0) - 1.0
             rest = [d for d in docs if d not in scored]
             out[q] = {**scored, **{d: floor - (i + 1) for i, d in enumerate(rest)}}
@@ -156,16 +185,24 @@ def prepare(
         rng = random.Random(setup.seed)
         chosen = set(rng.sample(query_ids, min(setup.sample, len(query_ids))))
         query_ids = [q for q in query_ids if q in chosen]
-    candidates = get_candidates(
+    candidates, retrieved = get_scored_candidates(
         data, setup.split, setup.candidates, setup.depth, cache_dir=cache_root, rrf_k0=setup.rrf_k0, query_ids=query_ids,
         bm25_stemmer=setup.bm25_stemmer,
     )
+    first_stage = {q: dict(zip(docs, retrieved.get(q, []))) for q, docs in candidates.items()}
+    judged_added: dict[str, list[str]] = {}
     if setup.include_judged and data.has_qrels(setup.split):
         judged = data.qrels(setup.split)
-        candidates = {
-            q: docs + [d for d, g in judged.get(q, {}).items() if g > 0 and d not in docs and d in data.corpus]
+        added = {
+            q: [d for d, g in judged.get(q, {}).items() if g > 0 and d not in docs and d in data.corpus]
             for q, docs in candidates.items()
         }
+        candidates = {q: docs + added[q] for q, docs in candidates.items()}
+        judged_added = {q: extra for q, extra in added.items() if extra}
+        for q, extra in added.items():
+            # Retrieved below the depth, so they scored no higher than the last candidate.
+            floor = min(first_stage[q].values(), default=0.0)
+            first_stage[q].update({d: floor for d in extra})
     if setup.rerank_depth is not None and setup.rerank_depth < 1:
         raise InvalidInputError(f"rerank depth must be >= 1; received {setup.rerank_depth}")
     to_score = {q: docs[: setup.rerank_depth] for q, docs in candidates.items()} if setup.rerank_depth else candidates
@@ -176,7 +213,8 @@ def prepare(
     else:
         logits = cached_scores(data, to_score, cache)
     complete = all(len(logits[q]) == len(to_score[q]) for q in to_score)
-    return ScoredSplit(data, setup, query_ids, candidates, logits, settings, complete)
+    return ScoredSplit(data, setup, query_ids, candidates, logits, settings, complete,
+                       extra={"judged_added": judged_added}, first_stage=first_stage)
 
 
 def decide(calibration: Calibration, threshold: float | str | None, logits: Mapping[str, float]) -> dict[str, float]:
@@ -256,17 +294,17 @@ def evaluate_scores(
                         "abstention": calibration.abstention, "provenance": calibration.provenance},
     }
     probabilities = scored.probabilities(calibration.calibrator)
-    first_stage = {q: {d: float(len(docs) - r) for r, d in enumerate(docs)} for q, docs in scored.candidates.items()}
+    first_stage_order = {q: {d: float(len(docs) - r) for r, d in enumerate(docs)} for q, docs in scored.candidates.items()}
     if data.has_qrels(split):
         qrels = scored.judgments()
         # Ranking uses the raw logits: a monotone calibrator must not change the order, and
         # isotonic plateaus would otherwise create ties.
         final = scored.ranking()
         report["metrics"] = ranking_metrics(qrels, final, metrics)
-        report["first_stage_metrics"] = ranking_metrics(qrels, first_stage, metrics)
+        report["first_stage_metrics"] = ranking_metrics(qrels, first_stage_order, metrics)
         report["candidate_recall"] = candidate_recall(scored.candidates, qrels)
         headline = metrics[0]
-        a = per_query_metric(qrels, first_stage, headline)
+        a = per_query_metric(qrels, first_stage_order, headline)
         b = per_query_metric(qrels, final, headline)
         report["per_query"] = {headline: b}
         report["significance"] = {
@@ -438,6 +476,34 @@ def fit_calibration(
     return Calibration(calibrator=calibrator, threshold=float(threshold), abstention=rule), report
 
 
+def select_first_stage_weight(
+    scored: ScoredSplit, weights: Sequence[float], *, metric: str = "ndcg@10"
+) -> tuple[float, dict[float, float]]:
+    """The first-stage weight (see :mod:`crossrank.fusion`) with the best ``metric`` on ``scored``.
+
+    Judged documents that ``include_judged`` added to the candidates are left out here: the
+    retriever did not find them, so counting them would reward ranking against it. Ties go to the
+    smaller weight (closest to the reranker alone).
+
+    Returns:
+        The chosen weight and ``{weight: metric value}`` for every weight tried.
+    """
+    if not weights:
+        raise InvalidInputError("select_first_stage_weight needs at least one weight")
+    checked = sorted({validate_first_stage_weight(w) for w in weights})
+    added = scored.extra.get("judged_added") or {}
+    qrels = scored.judgments()
+    values: dict[float, float] = {}
+    for weight in checked:
+        ranking = scored.ranking(weight)
+        for q, extra in added.items():
+            for d in extra:
+                ranking.get(q, {}).pop(d, None)
+        values[weight] = ranking_metrics(qrels, ranking, [metric])[metric.lower()]
+    best = max(checked, key=lambda w: (values[w], -w))
+    return best, values
+
+
 def prefer_simpler_rule(rule_scores: Mapping[str, Mapping[str, float]], order: Sequence[str], max_false_evidence: float) -> str:
     """The rule to ship: the first listed (simplest) one that meets the constraint on held-out
     queries, replaced by a later one only if that one's held-out hit rate is higher by more than
@@ -498,7 +564,8 @@ def _rule_confidence(rule: Mapping[str, Any], scored: ScoredSplit, calibrator: C
 def _subset(scored: ScoredSplit, queries: Sequence[str]) -> ScoredSplit:
     keep = list(queries)
     return ScoredSplit(scored.dataset, scored.setup, keep, {q: scored.candidates[q] for q in keep},
-                       {q: scored.logits.get(q, {}) for q in keep}, scored.settings, scored.complete)
+                       {q: scored.logits.get(q, {}) for q in keep}, scored.settings, scored.complete,
+                       extra=dict(scored.extra), first_stage={q: scored.first_stage.get(q, {}) for q in keep})
 
 
 def _log_loss(p: np.ndarray, y: np.ndarray) -> float:

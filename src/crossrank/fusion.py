@@ -1,0 +1,81 @@
+"""Fusing the reranker's scores with the first-stage retriever's scores for the final order.
+
+A cross-encoder trained on one domain ranks topically close passages of another domain nearly
+alike; the retriever's own score still carries evidence the reranker lacks. Interpolating the
+two after putting each on a common scale (per-query z-scores) keeps the reranker's judgement
+while letting a strong first stage break its near-ties.
+
+Only the order changes: calibrated probabilities, thresholds and abstention still read the
+reranker's own scores, so "nothing here is relevant" means the same with or without fusion.
+
+Example:
+    >>> from crossrank.fusion import fuse_scores
+    >>> fuse_scores([2.0, 1.9, -3.0], [5.0, 11.0, 4.0], first_stage_weight=0.3).round(3).tolist()
+    [0.348, 0.9, -1.249]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from crossrank.errors import InvalidInputError, InvalidInputTypeError
+
+__all__ = ["fuse_scores", "validate_first_stage_weight", "zscore"]
+
+
+def validate_first_stage_weight(weight: object) -> float:
+    """``weight`` as a float in [0, 1], or a typed error saying what was received."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise InvalidInputTypeError(f"first_stage_weight must be a number in [0, 1]; received {type(weight).__name__} {weight!r}")
+    value = float(weight)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"first_stage_weight must be in [0, 1]; received {weight!r}")
+    return value
+
+
+def zscore(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` over one query's list; all zeros when the list does not vary."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return array
+    spread = float(array.std())
+    if not math.isfinite(spread) or spread <= 1e-12:
+        # One candidate, or all tied: the list carries no order to contribute.
+        return np.zeros_like(array)
+    return (array - array.mean()) / spread
+
+
+def fuse_scores(
+    reranker_scores: Sequence[float] | np.ndarray,
+    first_stage_scores: Sequence[float] | np.ndarray,
+    *,
+    first_stage_weight: float,
+) -> np.ndarray:
+    """``(1 - w) * z(reranker) + w * z(first stage)`` for one query's candidates.
+
+    Args:
+        reranker_scores: The reranker's raw scores (logits) of the query's candidates.
+        first_stage_scores: The retriever's scores of the same candidates, in the same order
+            (BM25 scores, cosine similarities, ...); any scale, higher is better.
+        first_stage_weight: ``w`` in [0, 1]; 0 ranks by the reranker alone, 1 by the retriever.
+
+    Returns:
+        The fused scores, in input order (higher is better).
+
+    Raises:
+        InvalidInputError: lengths differ, a score is not finite, or ``w`` is outside [0, 1].
+    """
+    weight = validate_first_stage_weight(first_stage_weight)
+    model = np.asarray(reranker_scores, dtype=np.float64)
+    first = np.asarray(first_stage_scores, dtype=np.float64)
+    if model.shape != first.shape or model.ndim != 1:
+        raise InvalidInputError(
+            f"first-stage scores must be one per candidate: expected {model.size}, received {first.size}"
+        )
+    if not np.all(np.isfinite(first)):
+        bad = int(np.flatnonzero(~np.isfinite(first))[0])
+        raise InvalidInputError(f"first-stage scores must be finite numbers; candidate {bad} has {float(first[bad])!r}")
+    return (1.0 - weight) * zscore(model) + weight * zscore(first)
