@@ -55,6 +55,27 @@ def test_rerank_json_from_stdin_with_threshold_and_metadata(docs_file: Path, emb
 
 
 @pytest.mark.embedded
+def test_rerank_fuses_the_retriever_scores_given_in_the_documents(tmp_path: Path, embedded_model_dir: Path) -> None:
+    path = tmp_path / "scored.jsonl"
+    path.write_text(
+        json.dumps({"text": "Berlin has a population of 3,520,031 registered inhabitants.", "id": "pop", "score": 2.0}) + "\n"
+        + json.dumps({"text": "Berlin is well known for its museums.", "id": "museums", "score": 9.0}) + "\n"
+        + json.dumps({"text": "The capital of France is Paris.", "id": "fr", "score": 1.0}) + "\n"
+    )
+    query = ["-q", "How many people live in Berlin?", "-d", str(path), "--format", "json"]
+    alone = json.loads(crossrank("rerank", *query).stdout)
+    assert [d["metadata"]["id"] for d in alone["documents"]] == ["pop", "museums", "fr"]
+    # With all the weight on the retriever, its scores decide the order; the probabilities stay the model's.
+    fused = json.loads(crossrank("rerank", *query, "--first-stage-weight", "1").stdout)
+    assert [d["metadata"]["id"] for d in fused["documents"]] == ["museums", "pop", "fr"]
+    assert {d["metadata"]["id"]: d["score"] for d in fused["documents"]} == {d["metadata"]["id"]: d["score"] for d in alone["documents"]}
+    path.write_text(path.read_text() + json.dumps("no score here") + "\n")
+    done = crossrank("rerank", *query, "--first-stage-weight", "0.3")
+    assert done.returncode == 2
+    assert 'retriever score as a number in its "score" field; document 4 has NoneType None' in done.stderr
+
+
+@pytest.mark.embedded
 def test_off_topic_query_abstains(docs_file: Path, embedded_model_dir: Path) -> None:
     done = crossrank("rerank", "-q", "Who painted the Mona Lisa?", "-d", str(docs_file), "-t", "0.5")
     assert done.returncode == 0, done.stderr

@@ -6,8 +6,10 @@ import argparse
 import json
 import shutil
 import sys
+from typing import Any
 
 from crossrank.cli.common import add_model_options, parse_threshold, read_jsonl_documents, reranker_from_args
+from crossrank.errors import InvalidInputError, describe
 from crossrank.results import RerankResult
 
 
@@ -15,27 +17,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser(
         "rerank",
         help="rerank documents for a query",
-        description="Rerank documents (JSONL: one JSON string or {\"text\": ...} object per line).",
+        description="Rerank documents (JSONL: one JSON string or {\"text\": ...} object per line; an object's "
+        "\"score\" is its retriever score for --first-stage-weight).",
     )
     parser.add_argument("--query", "-q", required=True)
     parser.add_argument("--documents", "-d", required=True, help="JSONL file, or - for stdin")
     parser.add_argument("--top-k", "-k", type=int, default=None)
     parser.add_argument("--threshold", "-t", type=parse_threshold, default=None, help="probability or 'calibrated'")
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--first-stage-weight", type=float, default=None, metavar="W",
+                        help="fuse each document's \"score\" (its retriever score) into the order with this weight in [0, 1]")
     add_model_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     documents = read_jsonl_documents(args.documents)
-    reranker = reranker_from_args(args)
-    result = reranker.rerank(args.query, documents, top_k=args.top_k, threshold=args.threshold)
+    overrides = {} if args.first_stage_weight is None else {"first_stage_weight": args.first_stage_weight}
+    reranker = reranker_from_args(args, **overrides)
+    scores = _retriever_scores(documents) if reranker.first_stage_weight > 0.0 else None
+    result = reranker.rerank(args.query, documents, top_k=args.top_k, threshold=args.threshold, first_stage_scores=scores)
     if args.format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_table(result))
     return 0
+
+
+def _retriever_scores(documents: list[dict[str, Any] | str]) -> list[float]:
+    scores = []
+    for position, document in enumerate(documents, start=1):
+        value = document.get("score") if isinstance(document, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInputError(
+                f"--first-stage-weight needs every document's retriever score as a number in its \"score\" field; "
+                f"document {position} has {describe(value)}"
+            )
+        scores.append(float(value))
+    return scores
 
 
 def format_table(result: RerankResult) -> str:
