@@ -140,7 +140,8 @@ class Reranker:
             ``(1 - w) * z(logit) + w * z(first-stage score)`` (per-query z-scores, see
             :mod:`crossrank.fusion`), and every call must pass ``first_stage_scores``. Scores,
             thresholds and abstention stay the reranker's own; a callable fallback orders by
-            its own scores. Default 0: the reranker alone.
+            its own scores. Default 0: the reranker alone. On SciFact's BM25 top 100, 0.3
+            (chosen on train claims) raised the embedded model's nDCG@10 from 0.677 to 0.709.
         calibration: A :class:`~crossrank.calibration.Calibration` or path to its JSON;
             default: the model folder's ``calibration.json``, else a plain sigmoid.
         backend_options: Backend-specific options (e.g. ``{"num_threads": 2}``).

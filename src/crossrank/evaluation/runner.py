@@ -351,7 +351,7 @@ def evaluate_scores(
         p_all = np.clip(calibration.calibrator.transform(x_all), 0.0, 1.0) if len(x_all) else x_all
         report["calibration"].update(
             labels=source,
-            ece_pairs=f"each query's top {min(ece_top, scored.setup.rerank_depth or scored.setup.depth)} after reranking",
+            ece_pairs=f"each query's top {min(ece_top, scored.setup.rerank_depth or scored.setup.depth)} by the reranker's score",
             ece=expected_calibration_error(p, y, bins) if len(p) else None,
             ece_all_candidates=expected_calibration_error(p_all, y_all, bins) if len(p_all) else None,
             bins=bins,
