@@ -135,7 +135,8 @@ def dense_candidates(
     return (out, scores) if with_scores else out
 
 
-def reciprocal_rank_fusion(runs: Sequence[Candidates], depth: int, *, k0: int = 60, with_scores: bool = False
+def reciprocal_rank_fusion(
+    runs: Sequence[Candidates], depth: int, *, k0: int = 60, with_scores: bool = False
 ) -> Candidates | tuple[Candidates, FirstStageScores]:
     """Fuse ranked lists by ``sum(1 / (k0 + rank))`` (Cormack et al., 2009); ties keep first-seen order.
 
@@ -195,7 +196,8 @@ def get_scored_candidates(
     """:func:`get_candidates` together with the retriever's score of each candidate.
 
     The scores are BM25 scores, cosine similarities or RRF sums by ``source``. The dataset's
-    ``fixed`` lists carry no scores, so their rank stands in (``depth - rank``: higher is better).
+    ``fixed`` lists carry no scores, so their rank stands in (list length minus the 0-based
+    rank: higher is better).
     """
     if source not in CANDIDATE_SOURCES:
         raise InvalidInputError(f"candidates must be one of {CANDIDATE_SOURCES}; received {source!r}")
