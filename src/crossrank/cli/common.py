@@ -12,19 +12,24 @@ from typing import Any
 from crossrank.errors import InvalidInputError
 from crossrank.models.sources import DEFAULT_MODEL
 
-__all__ = ["add_model_options", "reranker_from_args", "parse_threshold", "read_jsonl_documents"]
+__all__ = ["add_model_options", "reranker_from_args", "parse_threshold", "parse_unit_interval", "read_jsonl_documents"]
+
+
+def parse_unit_interval(text: str, what: str = "a number in [0, 1]") -> float:
+    """A command-line number that must lie in [0, 1]; ``what`` words the expectation in errors."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected {what}; received {text}")
+    return value
 
 
 def parse_threshold(text: str) -> float | str:
     if text == "calibrated":
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1] or 'calibrated'; received {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1]; received {text}")
-    return value
+    return parse_unit_interval(text, "a probability in [0, 1] or 'calibrated'")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

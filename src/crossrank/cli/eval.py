@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from crossrank.cli.common import add_model_options, parse_threshold, reranker_from_args
+from crossrank.cli.common import add_model_options, parse_threshold, parse_unit_interval, reranker_from_args
 from crossrank.evaluation.candidates import BM25_STEMMERS, CANDIDATE_SOURCES
 
 __all__ = ["register"]
@@ -47,16 +47,6 @@ def read_query_ids(path: str) -> list[str]:
     return ids
 
 
-def _weight(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; received {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; received {text}")
-    return value
-
-
 def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
     parser.add_argument("--split", default=split, help=f"qrels split (default {split})")
@@ -86,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_dataset_options(parser, split="test")
     add_model_options(parser)
-    parser.add_argument("--first-stage-weight", type=_weight, default=0.0, metavar="W",
+    parser.add_argument("--first-stage-weight", type=parse_unit_interval, default=0.0, metavar="W",
                         help="order the reranked candidates by (1-W)*z(reranker score) + W*z(first-stage score), "
                         "per-query z-scores; 0 (default) ranks by the reranker alone")
     parser.add_argument("--threshold", type=parse_threshold, default="calibrated",

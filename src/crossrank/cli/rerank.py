@@ -8,7 +8,13 @@ import shutil
 import sys
 from typing import Any
 
-from crossrank.cli.common import add_model_options, parse_threshold, read_jsonl_documents, reranker_from_args
+from crossrank.cli.common import (
+    add_model_options,
+    parse_threshold,
+    parse_unit_interval,
+    read_jsonl_documents,
+    reranker_from_args,
+)
 from crossrank.errors import InvalidInputError, describe
 from crossrank.results import RerankResult
 
@@ -25,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--top-k", "-k", type=int, default=None)
     parser.add_argument("--threshold", "-t", type=parse_threshold, default=None, help="probability or 'calibrated'")
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--first-stage-weight", type=float, default=None, metavar="W",
+    parser.add_argument("--first-stage-weight", type=parse_unit_interval, default=None, metavar="W",
                         help="fuse each document's \"score\" (its retriever score) into the order with this weight in [0, 1]")
     add_model_options(parser)
     parser.set_defaults(handler=run)

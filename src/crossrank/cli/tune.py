@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from crossrank.cli.common import add_model_options, reranker_from_args
+from crossrank.cli.common import add_model_options, parse_unit_interval, reranker_from_args
 from crossrank.cli.eval import add_dataset_options
 
 __all__ = ["register"]
@@ -33,12 +33,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _weight_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1]; received {text!r}") from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected numbers in [0, 1]; received {text!r}")
+    values = [parse_unit_interval(v.strip(), "comma-separated numbers in [0, 1]") for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1]; received {text!r}")
     return values
 
 

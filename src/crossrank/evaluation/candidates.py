@@ -160,25 +160,14 @@ def reciprocal_rank_fusion(
     return (fused, fused_scores) if with_scores else fused
 
 
-def get_candidates(
-    dataset: BeirDataset,
-    split: str,
-    source: str,
-    depth: int,
-    *,
-    cache_dir: str | Path | None = None,
-    rrf_k0: int = 60,
-    query_ids: Sequence[str] | None = None,
-    bm25_stemmer: str = "english",
-) -> Candidates:
+def get_candidates(dataset: BeirDataset, split: str, source: str, depth: int, **options: Any) -> Candidates:
     """Candidates for every query of ``split`` from ``source``, cached on disk when ``cache_dir`` is set.
 
     ``source`` is ``bm25``, ``dense``, ``rrf`` (BM25 + dense) or ``fixed`` (the dataset's own
-    ``candidates/`` lists). ``bm25_stemmer`` is passed to :func:`bm25_candidates`.
+    ``candidates/`` lists). ``options`` are those of :func:`get_scored_candidates` (``cache_dir``,
+    ``rrf_k0``, ``query_ids``, ``bm25_stemmer``), which this calls and drops the scores of.
     """
-    candidates, _ = get_scored_candidates(
-        dataset, split, source, depth, cache_dir=cache_dir, rrf_k0=rrf_k0, query_ids=query_ids, bm25_stemmer=bm25_stemmer
-    )
+    candidates, _ = get_scored_candidates(dataset, split, source, depth, **options)
     return candidates
 
 
