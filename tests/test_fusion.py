@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from crossrank.errors import InvalidInputError, InvalidInputTypeError
 from crossrank.fusion import fuse_scores, validate_first_stage_weight, zscore
@@ -58,3 +60,31 @@ def test_bad_input_gets_a_typed_error() -> None:
     with pytest.raises(InvalidInputTypeError, match="received bool True"):
         validate_first_stage_weight(True)
     assert validate_first_stage_weight(1) == 1.0
+
+
+_finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(_finite, _finite), min_size=1, max_size=40),
+    weight=st.floats(min_value=0.0, max_value=1.0),
+    scale=st.floats(min_value=0.01, max_value=100.0),
+    shift=_finite,
+)
+def test_fused_scores_are_finite_and_ignore_each_lists_scale(
+    pairs: list[tuple[float, float]], weight: float, scale: float, shift: float
+) -> None:
+    model = np.array([p[0] for p in pairs])
+    first = np.array([p[1] for p in pairs])
+    # Lists that vary by less than rounding error are neither clearly constant nor clearly ordered.
+    assume(all(np.ptp(v) == 0.0 or np.ptp(v) > 1e-3 for v in (model, first)))
+    fused = fuse_scores(model, first, first_stage_weight=weight)
+    assert fused.shape == model.shape and np.all(np.isfinite(fused))
+    # A positive affine change of either list leaves the fused values (and so the order) as they were.
+    moved = fuse_scores(model * scale + shift, first * scale - shift, first_stage_weight=weight)
+    assert np.allclose(moved, fused, atol=1e-6)
+    # The fused value is a convex mix of two z-scores, so it is bounded by theirs.
+    low = np.minimum(zscore(model), zscore(first)) - 1e-9
+    high = np.maximum(zscore(model), zscore(first)) + 1e-9
+    assert np.all((low <= fused) & (fused <= high))

@@ -44,7 +44,9 @@ def zscore(values: Sequence[float] | np.ndarray) -> np.ndarray:
     if array.size == 0:
         return array
     spread = float(array.std())
-    if not math.isfinite(spread) or spread <= 1e-12:
+    # Relative to the values' size: the mean of equal large numbers carries rounding error, and
+    # dividing that error by itself would invent an order.
+    if np.ptp(array) == 0.0 or not math.isfinite(spread) or spread <= 1e-12 * max(1.0, float(np.abs(array).max())):
         # One candidate, or all tied: the list carries no order to contribute.
         return np.zeros_like(array)
     return (array - array.mean()) / spread

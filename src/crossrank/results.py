@@ -102,6 +102,9 @@ class RerankStats:
 class RerankResult(Sequence[ScoredDocument]):
     """Ranked documents (best first), plus whether the call abstained and its stats.
 
+    Best first means by calibrated score, or by the fused score when the reranker fuses the
+    retriever's scores (``first_stage_weight`` above 0); ``rank`` follows that order.
+
     A ``RerankResult`` behaves as a read-only list of :class:`ScoredDocument`.
 
     Example:
