@@ -16,6 +16,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -201,23 +202,26 @@ def _report(
 
 
 def retriever_scores(reranker: Reranker, scores: Sequence[object], where: str) -> list[float] | None:
-    """The retriever's scores of a call's documents for first-stage fusion, or None.
+    """The retriever's scores of a call's documents when the reranker fuses them, else None.
 
     ``scores`` holds what the framework carries for each document (None where it has nothing);
-    ``where`` names that field for the error. The scores are passed on only when every document
-    has a number; when the reranker fuses (``first_stage_weight`` above 0) a missing one is an
-    error that names the document, never a silent fall-back to the reranker alone.
+    ``where`` names that field for the error. Without fusion (``first_stage_weight`` 0) they are
+    not read at all. With it, a document without a finite number is an error that names the
+    document, never a silent fall-back to the reranker alone.
     """
-    missing = [i for i, value in enumerate(scores) if isinstance(value, bool) or not isinstance(value, (int, float))]
-    if not missing:
-        return [float(value) for value in scores]  # type: ignore[arg-type]
-    if reranker.first_stage_weight > 0.0 and not reranker.disabled:
+    if reranker.first_stage_weight <= 0.0 or reranker.disabled:
+        return None
+    missing = [
+        i for i, value in enumerate(scores)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ]
+    if missing:
         raise InvalidInputError(
             f"first_stage_weight={reranker.first_stage_weight:g} fuses the retriever's scores into the order, "
-            f"but {len(missing)} of {len(scores)} documents have no number in {where} "
+            f"but {len(missing)} of {len(scores)} documents have no finite number in {where} "
             f"(first: document {missing[0]}, {describe(scores[missing[0]])})"
         )
-    return None
+    return [float(value) for value in scores]  # type: ignore[arg-type]
 
 
 def rerank_texts(

@@ -503,9 +503,12 @@ def test_the_retriever_scores_reach_first_stage_fusion(driver: Driver, embedded_
     # A document without a retriever score is an error that names the framework's field.
     field = {"llama_index": "NodeWithScore.score", "haystack": "Document.score", "langchain": "metadata['score']"}[driver.name]
     gaps = _wrap_with_retriever_scores(driver, [*RETRIEVED[:3], None, *RETRIEVED[4:]])
-    with pytest.raises(InvalidInputError, match=rf"1 of 6 documents have no number in {re.escape(field)} \(first: document 3"):
+    with pytest.raises(InvalidInputError, match=rf"1 of 6 documents have no finite number in {re.escape(field)} \(first: document 3"):
         driver.call(adapter, MOUNTAIN_QUESTION, gaps)
-    # Without fusion the same documents are ranked by the reranker alone.
-    assert [r.text for r in driver.call(driver.build(reranker=Reranker(str(embedded_model_dir))), MOUNTAIN_QUESTION, gaps)] == [
-        d.text for d in alone
-    ]
+    not_a_number = _wrap_with_retriever_scores(driver, [*RETRIEVED[:5], float("nan")])
+    with pytest.raises(InvalidInputError, match=r"1 of 6 documents have no finite number .*document 5, float nan"):
+        driver.call(adapter, MOUNTAIN_QUESTION, not_a_number)
+    # Without fusion the framework's scores are not read: gaps and NaN change nothing.
+    plain = driver.build(reranker=Reranker(str(embedded_model_dir)))
+    for items in (gaps, not_a_number):
+        assert [r.text for r in driver.call(plain, MOUNTAIN_QUESTION, items)] == [d.text for d in alone]
