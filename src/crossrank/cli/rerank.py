@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     documents = read_jsonl_documents(args.documents)
     overrides = {} if args.first_stage_weight is None else {"first_stage_weight": args.first_stage_weight}
     reranker = reranker_from_args(args, **overrides)
-    scores = _retriever_scores(documents) if reranker.first_stage_weight > 0.0 else None
+    scores = _retriever_scores(documents, reranker.first_stage_weight) if reranker.first_stage_weight > 0.0 else None
     result = reranker.rerank(args.query, documents, top_k=args.top_k, threshold=args.threshold, first_stage_scores=scores)
     if args.format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
@@ -51,13 +51,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retriever_scores(documents: list[dict[str, Any] | str]) -> list[float]:
+def _retriever_scores(documents: list[dict[str, Any] | str], weight: float) -> list[float]:
     scores = []
     for position, document in enumerate(documents, start=1):
         value = document.get("score") if isinstance(document, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # The weight may come from CROSSRANK_FIRST_STAGE_WEIGHT or a config file, not only the flag.
             raise InvalidInputError(
-                f"--first-stage-weight needs every document's retriever score as a number in its \"score\" field; "
+                f"first_stage_weight {weight:g} needs every document's retriever score as a number in its \"score\" field; "
                 f"document {position} has {describe(value)}"
             )
         scores.append(float(value))
