@@ -16,12 +16,12 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crossrank.documents import validate_probability, validate_top_k
-from crossrank.errors import ConfigurationError, CrossRankError, InvalidInputError, describe
+from crossrank.errors import ConfigurationError, CrossRankError, describe
+from crossrank.fusion import retriever_scores as read_retriever_scores
 from crossrank.reranker import Reranker, Threshold
 from crossrank.results import RerankResult, ScoredDocument
 from crossrank.settings import OPTIONS
@@ -202,26 +202,11 @@ def _report(
 
 
 def retriever_scores(reranker: Reranker, scores: Sequence[object], where: str) -> list[float] | None:
-    """The retriever's scores of a call's documents when the reranker fuses them, else None.
+    """The framework's retriever scores of a call's documents when ``reranker`` fuses them, else None.
 
-    ``scores`` holds what the framework carries for each document (None where it has nothing);
-    ``where`` names that field for the error. Without fusion (``first_stage_weight`` 0) they are
-    not read at all. With it, a document without a finite number is an error that names the
-    document, never a silent fall-back to the reranker alone.
+    See :func:`crossrank.fusion.retriever_scores`; a switched-off reranker reads none.
     """
-    if reranker.first_stage_weight <= 0.0 or reranker.disabled:
-        return None
-    missing = [
-        i for i, value in enumerate(scores)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    ]
-    if missing:
-        raise InvalidInputError(
-            f"first_stage_weight={reranker.first_stage_weight:g} fuses the retriever's scores into the order, "
-            f"but {len(missing)} of {len(scores)} documents have no finite number in {where} "
-            f"(first: document {missing[0]}, {describe(scores[missing[0]])})"
-        )
-    return [float(value) for value in scores]  # type: ignore[arg-type]
+    return read_retriever_scores(scores, weight=0.0 if reranker.disabled else reranker.first_stage_weight, where=where)
 
 
 def rerank_texts(

@@ -72,7 +72,7 @@ def test_rerank_fuses_the_retriever_scores_given_in_the_documents(tmp_path: Path
     path.write_text(path.read_text() + json.dumps("no score here") + "\n")
     done = crossrank("rerank", *query, "--first-stage-weight", "0.3")
     assert done.returncode == 2
-    assert 'retriever score as a number in its "score" field; document 4 has NoneType None' in done.stderr
+    assert '1 of 4 documents have no finite number in the "score" field (first: document 3, NoneType None)' in done.stderr
 
 
 @pytest.mark.embedded

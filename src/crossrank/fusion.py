@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crossrank.errors import InvalidInputError, InvalidInputTypeError
+from crossrank.errors import InvalidInputError, InvalidInputTypeError, describe
 
-__all__ = ["fuse_scores", "validate_first_stage_weight", "zscore"]
+__all__ = ["fuse_scores", "retriever_scores", "validate_first_stage_weight", "zscore"]
 
 
 def validate_first_stage_weight(weight: object) -> float:
@@ -36,6 +36,29 @@ def validate_first_stage_weight(weight: object) -> float:
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise InvalidInputError(f"first_stage_weight must be in [0, 1]; received {weight!r}")
     return value
+
+
+def retriever_scores(values: Sequence[object], *, weight: float, where: str) -> list[float] | None:
+    """The retriever's scores read from each document's own field, when ``weight`` fuses them.
+
+    ``values`` holds what each document carries there (None where it has nothing); ``where``
+    names that field for the error. With ``weight`` 0 they are not read at all and the result is
+    None. Otherwise a document without a finite number is an error that names the document,
+    never a silent fall-back to the reranker alone.
+    """
+    if weight <= 0.0:
+        return None
+    missing = [
+        i for i, value in enumerate(values)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ]
+    if missing:
+        raise InvalidInputError(
+            f"first_stage_weight={weight:g} fuses the retriever's scores into the order, "
+            f"but {len(missing)} of {len(values)} documents have no finite number in {where} "
+            f"(first: document {missing[0]}, {describe(values[missing[0]])})"
+        )
+    return [float(value) for value in values]  # type: ignore[arg-type]
 
 
 def zscore(values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ import argparse
 import json
 import shutil
 import sys
-from typing import Any
 
 from crossrank.cli.common import (
     add_model_options,
@@ -15,7 +14,7 @@ from crossrank.cli.common import (
     read_jsonl_documents,
     reranker_from_args,
 )
-from crossrank.errors import InvalidInputError, describe
+from crossrank.fusion import retriever_scores
 from crossrank.results import RerankResult
 
 
@@ -41,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     documents = read_jsonl_documents(args.documents)
     overrides = {} if args.first_stage_weight is None else {"first_stage_weight": args.first_stage_weight}
     reranker = reranker_from_args(args, **overrides)
-    scores = _retriever_scores(documents, reranker.first_stage_weight) if reranker.first_stage_weight > 0.0 else None
+    scores = retriever_scores(
+        [d.get("score") if isinstance(d, dict) else None for d in documents],
+        weight=reranker.first_stage_weight,
+        where='the "score" field',
+    )
     result = reranker.rerank(args.query, documents, top_k=args.top_k, threshold=args.threshold, first_stage_scores=scores)
     if args.format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
@@ -49,20 +52,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_table(result))
     return 0
-
-
-def _retriever_scores(documents: list[dict[str, Any] | str], weight: float) -> list[float]:
-    scores = []
-    for position, document in enumerate(documents, start=1):
-        value = document.get("score") if isinstance(document, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            # The weight may come from CROSSRANK_FIRST_STAGE_WEIGHT or a config file, not only the flag.
-            raise InvalidInputError(
-                f"first_stage_weight {weight:g} needs every document's retriever score as a number in its \"score\" field; "
-                f"document {position} has {describe(value)}"
-            )
-        scores.append(float(value))
-    return scores
 
 
 def format_table(result: RerankResult) -> str:
