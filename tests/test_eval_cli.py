@@ -350,3 +350,36 @@ def test_two_unversioned_models_with_one_name_do_not_share_cached_scores(tiny_da
     assert first["model_fingerprint"] != second["model_fingerprint"]
     assert all(report["pairs_scored"] == 24 for report in reports)
     assert len(list((tmp_path / "cache" / "scores").glob("*/scores.tsv"))) == 2
+
+
+def test_the_reference_cut_reads_raw_scores(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A calibration that maps every score to 0.5 leaves no probability cut between queries; the
+    # reference line (the best any rule on the top score could do) must still cut the raw scores.
+    from crossrank import Reranker
+    from crossrank.calibration import Calibration, PlattCalibrator, save_calibration
+    from crossrank.evaluation.thresholds import select_threshold
+
+    flat = save_calibration(Calibration(PlattCalibrator(0.0, 0.0), threshold=0.5), tmp_path / "flat.json")
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--model", str(tiny_model_dir), "--max-length", "64",
+                 "--cache-dir", str(tmp_path / "cache"), "--calibration", str(flat), "--max-false-evidence", "0.7",
+                 "--out", str(out), "--no-plots"]) == 0
+    oracle = json.loads(out.read_text())["abstention"]["oracle_on_this_split"]
+    assert oracle["score"] == "raw" and oracle["probability_at_threshold"] == 0.5
+
+    data = load_dataset(tiny_dataset)
+    candidates = get_candidates(data, "test", "bm25", 4)
+    reranker = Reranker(str(tiny_model_dir), max_length=64)
+    top = {q: float(max(reranker.score([(data.queries[q], data.document(d)) for d in docs], raw=True)))
+           for q, docs in candidates.items()}
+    expected = select_threshold({q: {} for q in top}, data.answerable("test"), max_false_evidence=0.7, confidence=top, clip=False)
+    # A cut on the flat probabilities answers all six queries (false-evidence rate 1) or none (hit
+    # rate 0); a positive hit rate within the budget needs the raw scores.
+    assert 0.0 < expected.hit_rate and expected.false_evidence_rate <= 0.7
+    assert oracle["hit_rate"] == expected.hit_rate and oracle["false_evidence_rate"] == expected.false_evidence_rate
+    assert oracle["threshold"] == pytest.approx(expected.threshold)
+    from crossrank.evaluation.metrics import separation_auc
+
+    auc = json.loads(out.read_text())["abstention"]["top_score_auc"]
+    assert auc == pytest.approx(separation_auc(top, data.answerable("test")))
+    assert "best cut on the top raw score" in out.with_suffix(".md").read_text()

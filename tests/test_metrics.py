@@ -15,6 +15,7 @@ from crossrank.evaluation.metrics import (
     per_query_metric,
     ranking_metrics,
     reliability_bins,
+    separation_auc,
 )
 from crossrank.evaluation.significance import paired_bootstrap, randomization_test
 
@@ -99,3 +100,16 @@ def test_paired_tests_detect_a_consistent_improvement() -> None:
     assert same.p_value == 1.0 and same.difference == 0.0
     with pytest.raises(InvalidInputError, match="same queries"):
         paired_bootstrap(base, {"x": 1.0})
+
+
+def test_separation_auc_by_hand() -> None:
+    answerable = {"a1": True, "a2": True, "n1": False, "n2": False}
+    # a1 beats both no-answer queries, a2 beats n2 and ties n1: (2 + 1 + 0.5) / 4.
+    assert separation_auc({"a1": 3.0, "a2": 1.0, "n1": 1.0, "n2": -2.0}, answerable) == pytest.approx(0.875)
+    assert separation_auc({"a1": 3.0, "a2": 2.0, "n1": 1.0, "n2": 0.0}, answerable) == 1.0
+    assert separation_auc({"a1": -3.0, "a2": -2.0, "n1": 1.0, "n2": 0.0}, answerable) == 0.0
+    # A query with nothing scored ranks lowest; with one kind only there is nothing to separate.
+    assert separation_auc({"a1": -np.inf, "a2": 2.0, "n1": 1.0, "n2": 0.0}, answerable) == pytest.approx(0.5)
+    assert math.isnan(separation_auc({"a1": 1.0}, {"a1": True}))
+    with pytest.raises(InvalidInputError, match="n2"):
+        separation_auc({"a1": 1.0, "a2": 1.0, "n1": 0.0}, answerable)

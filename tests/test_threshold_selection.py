@@ -87,3 +87,16 @@ def test_logistic_abstention_rule_separates_by_gap() -> None:
     assert np.mean(np.array(decisions) == np.array(labels)) > 0.95
     with pytest.raises(ConfigurationError, match="one finite weight"):
         should_abstain({**rule, "weights": []}, ranked[0][0], ranked[0][1])
+
+
+def test_raw_score_thresholds_are_not_clipped() -> None:
+    # Logits are not probabilities: the chosen cut between -1 and 2 must come back as it is.
+    run = {q: {} for q in ("a", "b", "n")}
+    choice = select_threshold(run, {"a": True, "b": True, "n": False}, max_false_evidence=0.0,
+                              confidence={"a": 5.0, "b": 2.0, "n": -1.0}, clip=False)
+    assert choice.threshold == pytest.approx(0.5) and choice.hit_rate == 1.0 and choice.false_evidence_rate == 0.0
+    above = select_threshold(run, {"a": True, "b": False, "n": False}, max_false_evidence=0.0,
+                             confidence={"a": 5.0, "b": 2.0, "n": -1.0}, clip=False)
+    assert above.threshold == pytest.approx(3.5)
+    assert select_threshold(run, {"a": True, "b": False, "n": False}, max_false_evidence=0.0,
+                            confidence={"a": 5.0, "b": 2.0, "n": -1.0}).threshold == 1.0

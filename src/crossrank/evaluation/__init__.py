@@ -29,6 +29,7 @@ from crossrank.evaluation.metrics import (
     per_query_metric,
     ranking_metrics,
     reliability_bins,
+    separation_auc,
 )
 from crossrank.evaluation.runner import (
     EvalSetup,
@@ -80,4 +81,5 @@ __all__ = [
     "scorer_settings",
     "select_first_stage_weight",
     "select_threshold",
+    "separation_auc",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "per_query_metric",
     "ranking_metrics",
     "reliability_bins",
+    "separation_auc",
 ]
 
 RANKING_METRICS = ("ndcg", "mrr", "map", "recall", "precision", "hit")
@@ -118,6 +119,32 @@ def false_evidence_rate(answered: Mapping[str, bool], answerable: Mapping[str, b
 def hit_rate(answered: Mapping[str, bool], answerable: Mapping[str, bool]) -> float:
     """Share of answerable queries for which passages were returned (NaN if there are none)."""
     return _rate(answered, answerable, want_answerable=True)
+
+
+def separation_auc(confidence: Mapping[str, float], answerable: Mapping[str, bool]) -> float:
+    """How well a per-query confidence tells answerable queries from no-answer ones, with no cut.
+
+    The ROC AUC: the probability that a random answerable query has a higher confidence than a
+    random no-answer query, ties counting one half. 1 separates perfectly, 0.5 is chance. NaN
+    when either kind is missing. A query without a finite confidence (nothing scored) counts as
+    the lowest.
+
+    Example:
+        >>> separation_auc({"a": 0.9, "b": 0.4, "n": 0.5}, {"a": True, "b": True, "n": False})
+        0.5
+    """
+    missing = sorted(set(answerable) - set(confidence))
+    if missing:
+        raise InvalidInputError(f"every labelled query needs a confidence; missing for {missing[:5]}")
+    values = np.array([confidence[q] for q in answerable], dtype=np.float64)
+    values = np.where(np.isnan(values) | (values == -np.inf), -np.inf, values)
+    labels = np.array([bool(answerable[q]) for q in answerable])
+    positives, negatives = values[labels], values[~labels]
+    if positives.size == 0 or negatives.size == 0:
+        return float("nan")
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    equal = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * equal) / (positives.size * negatives.size))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from crossrank.evaluation.metrics import (
     hit_rate,
     per_query_metric,
     ranking_metrics,
+    separation_auc,
 )
 from crossrank.evaluation.scoring import Scores, cached_scores, score_candidates
 from crossrank.evaluation.significance import paired_bootstrap, randomization_test
@@ -339,9 +340,18 @@ def evaluate_scores(
         grid = np.linspace(0.0, 1.0, 101)
         curve = threshold_curve(probabilities, answerable, grid, confidence=top)
         abstention["curve"] = {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in curve.items()}
-        best = select_threshold(probabilities, answerable, max_false_evidence=max_false_evidence, confidence=top)
-        abstention["oracle_on_this_split"] = best.to_dict()
-        # The best hit rate any top-score threshold could reach here: an upper bound, not a result.
+        # The best hit rate any cut on the top score could reach here: an upper bound, not a result.
+        # It cuts the raw score, because a calibrator's plateaus (isotonic is flat beyond its end
+        # knots) can map queries the model separates to one probability.
+        raw_top = {q: max(scored.logits[q].values()) if scored.logits.get(q) else -np.inf for q in answerable}
+        best = select_threshold(probabilities, answerable, max_false_evidence=max_false_evidence, confidence=raw_top, clip=False)
+        oracle = best.to_dict()
+        oracle["score"] = "raw"
+        oracle["probability_at_threshold"] = (
+            float(np.clip(calibration.calibrator.transform(np.array([best.threshold]))[0], 0.0, 1.0)) if np.isfinite(best.threshold) else None
+        )
+        abstention["oracle_on_this_split"] = oracle
+        abstention["top_score_auc"] = separation_auc(raw_top, answerable)
         report["abstention"] = abstention
     labels, source = _calibration_labels(data, split)
     if labels is not None:

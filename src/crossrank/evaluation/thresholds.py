@@ -115,6 +115,7 @@ def select_threshold(
     qrels: Mapping[str, Mapping[str, int]] | None = None,
     confidence: Mapping[str, float] | None = None,
     thresholds: Sequence[float] | np.ndarray | None = None,
+    clip: bool = True,
 ) -> ThresholdChoice:
     """Maximise ``objective`` subject to false-evidence rate ``<= max_false_evidence``.
 
@@ -127,6 +128,8 @@ def select_threshold(
         qrels: Judgements for ranking objectives.
         confidence: Per-query confidence to threshold (default: the best probability).
         thresholds: Thresholds to consider (default: every point where a decision changes).
+        clip: Clip the chosen threshold to [0, 1], as probabilities need; pass False when
+            ``confidence`` holds raw scores.
 
     Ties on the objective go to the lower false-evidence rate, then to the lower threshold.
 
@@ -152,7 +155,7 @@ def select_threshold(
     else:
         best = min(range(len(fer)), key=lambda i: (fer[i], -values[i], curve["threshold"][i]))
     return ThresholdChoice(
-        threshold=float(np.clip(curve["threshold"][best], 0.0, 1.0)),
+        threshold=float(np.clip(curve["threshold"][best], 0.0, 1.0)) if clip else float(curve["threshold"][best]),
         objective=objective,
         objective_value=float(values[best]),
         false_evidence_rate=float(curve["false_evidence_rate"][best]),
