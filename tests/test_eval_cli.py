@@ -308,9 +308,15 @@ def test_eval_and_tune_on_listed_queries(tiny_dataset: Path, tiny_model_dir: Pat
     # Judged queries outside the list are not counted as zeros in the mean.
     assert report["metrics"]["ndcg@10"] == pytest.approx(sum(per_query.values()) / 3)
     assert report["abstention"]["answerable"] == 1 and report["abstention"]["unanswerable"] == 2
+    assert 0.0 <= report["abstention"]["top_score_auc"] <= 1.0
 
     listed = tmp_path / "ids.txt"
     listed.write_text("q0\n\nq2\n")
+    # Two answerable queries and no no-answer one: nothing to separate, so no AUC (not NaN in the JSON).
+    own_cache = [*common[:4], "--cache-dir", str(tmp_path / "own-cache"), "--no-plots"]  # keep the shared cache as it was
+    assert main(["eval", str(tiny_dataset), "--depth", "4", "--queries", str(listed), *own_cache, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["abstention"]["top_score_auc"] is None
+    assert "Separation with no cut" not in out.with_suffix(".md").read_text()
     best = tmp_path / "best.json"
     assert main(["tune", str(tiny_dataset), "--split", "test", "--depth", "4", "--queries", str(listed), *common[:-1],
                  "--cached-only", "--trials", "2", "--calibrators", "platt", "--out", str(best)]) == 2

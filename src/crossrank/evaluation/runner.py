@@ -351,7 +351,8 @@ def evaluate_scores(
             float(np.clip(calibration.calibrator.transform(np.array([best.threshold]))[0], 0.0, 1.0)) if np.isfinite(best.threshold) else None
         )
         abstention["oracle_on_this_split"] = oracle
-        abstention["top_score_auc"] = separation_auc(raw_top, answerable)
+        auc = separation_auc(raw_top, answerable)
+        abstention["top_score_auc"] = auc if np.isfinite(auc) else None  # None: only one kind of query here
         report["abstention"] = abstention
     labels, source = _calibration_labels(data, split)
     if labels is not None:
