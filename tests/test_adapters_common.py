@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import crossrank
@@ -500,6 +501,9 @@ def test_the_retriever_scores_reach_first_stage_fusion(driver: Driver, embedded_
     alone = Reranker(str(embedded_model_dir)).rerank(MOUNTAIN_QUESTION, CORPUS)
     assert [d.index for d in expected] != [d.index for d in alone]
     assert items == snapshot
+    # NumPy scores (Haystack keeps a numpy.float32 as it is) are numbers, as they are for the engine.
+    as_numpy = _wrap_with_retriever_scores(driver, [np.float32(s) for s in RETRIEVED])
+    assert [r.text for r in driver.call(adapter, MOUNTAIN_QUESTION, as_numpy)] == [d.text for d in expected]
     # A document without a retriever score is an error that names the framework's field.
     field = {"llama_index": "NodeWithScore.score", "haystack": "Document.score", "langchain": "metadata['score']"}[driver.name]
     gaps = _wrap_with_retriever_scores(driver, [*RETRIEVED[:3], None, *RETRIEVED[4:]])

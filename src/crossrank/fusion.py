@@ -25,7 +25,11 @@ import numpy as np
 
 from crossrank.errors import InvalidInputError, InvalidInputTypeError, describe
 
-__all__ = ["fuse_scores", "retriever_scores", "validate_first_stage_weight", "zscore"]
+__all__ = ["SCORE_TYPES", "fuse_scores", "retriever_scores", "validate_first_stage_weight", "zscore"]
+
+SCORE_TYPES = (int, float, np.integer, np.floating)
+"""What counts as a number for a retriever score (bool excluded): Python's and NumPy's, since
+frameworks hand over either (a Haystack ``Document.score`` may be a ``numpy.float32``)."""
 
 
 def validate_first_stage_weight(weight: object) -> float:
@@ -50,7 +54,7 @@ def retriever_scores(values: Sequence[object], *, weight: float, where: str) -> 
         return None
     missing = [
         i for i, value in enumerate(values)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        if isinstance(value, bool) or not isinstance(value, SCORE_TYPES) or not math.isfinite(value)
     ]
     if missing:
         raise InvalidInputError(

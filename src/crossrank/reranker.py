@@ -35,7 +35,7 @@ from crossrank.fallback import (
     rank_callable_scores,
     run_with_deadline,
 )
-from crossrank.fusion import fuse_scores, validate_first_stage_weight
+from crossrank.fusion import SCORE_TYPES, fuse_scores, validate_first_stage_weight
 from crossrank.models.config import ModelConfig
 from crossrank.quantization import activation_setting
 from crossrank.results import BatchShape, RerankResult, RerankStats, ScoredDocument
@@ -86,7 +86,7 @@ def _first_stage_scores(scores: object, documents: int, position: int) -> np.nda
         )
     values = []
     for index, value in enumerate(scores):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if isinstance(value, bool) or not isinstance(value, SCORE_TYPES):
             raise InvalidInputTypeError(
                 f"first_stage_scores of request {position}: document {index} must have a number; received {describe(value)}"
             )
