@@ -347,9 +347,7 @@ def evaluate_scores(
         best = select_threshold(probabilities, answerable, max_false_evidence=max_false_evidence, confidence=raw_top, clip=False)
         oracle = best.to_dict()
         oracle["score"] = "raw"
-        oracle["probability_at_threshold"] = (
-            float(np.clip(calibration.calibrator.transform(np.array([best.threshold]))[0], 0.0, 1.0)) if np.isfinite(best.threshold) else None
-        )
+        oracle["probability_at_threshold"] = float(np.clip(calibration.calibrator.transform(np.array([best.threshold]))[0], 0.0, 1.0))
         abstention["oracle_on_this_split"] = oracle
         auc = separation_auc(raw_top, answerable)
         abstention["top_score_auc"] = auc if np.isfinite(auc) else None  # None: only one kind of query here
