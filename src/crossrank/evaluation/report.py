@@ -155,18 +155,18 @@ def markdown_summary(report: dict[str, Any]) -> str:
                 f"false-evidence rate **{_fmt(abstention['false_evidence_rate'])}**, hit rate **{_fmt(abstention['hit_rate'])}**."
             )
         oracle = abstention.get("oracle_on_this_split")
-        if oracle and oracle.get("score") == "raw":
-            lines.append(
-                f"For reference only (selected on this split, not a result): the best cut on the top raw score here with "
-                f"false-evidence rate ≤ {oracle['max_false_evidence']} gives hit rate {_fmt(oracle['hit_rate'])} "
-                f"(raw-score cut {_fmt(oracle['threshold'])}, probability {_fmt(oracle['probability_at_threshold'])} under this "
-                f"calibration; false-evidence rate {_fmt(oracle['false_evidence_rate'])})."
+        if oracle:
+            # Reports written before the reference cut read raw scores cut the calibrated ones.
+            raw = oracle.get("score") == "raw"
+            cut = (
+                f"raw-score cut {_fmt(oracle['threshold'])}, probability {_fmt(oracle['probability_at_threshold'])} "
+                f"under this calibration;" if raw else f"cut {_fmt(oracle['threshold'])},"
             )
-        elif oracle:
             lines.append(
-                f"For reference only (selected on this split, not a result): the best top-score cut here with "
+                f"For reference only (selected on this split, not a result): the best "
+                f"{'cut on the top raw score' if raw else 'top-score cut'} here with "
                 f"false-evidence rate ≤ {oracle['max_false_evidence']} gives hit rate {_fmt(oracle['hit_rate'])} "
-                f"(cut {_fmt(oracle['threshold'])}, false-evidence rate {_fmt(oracle['false_evidence_rate'])})."
+                f"({cut} false-evidence rate {_fmt(oracle['false_evidence_rate'])})."
             )
         if abstention.get("top_score_auc") is not None:
             lines.append(
