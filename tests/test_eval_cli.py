@@ -363,6 +363,7 @@ def test_the_reference_cut_reads_raw_scores(tiny_dataset: Path, tiny_model_dir: 
     # reference line (the best any rule on the top score could do) must still cut the raw scores.
     from crossrank import Reranker
     from crossrank.calibration import Calibration, PlattCalibrator, save_calibration
+    from crossrank.evaluation.metrics import separation_auc
     from crossrank.evaluation.thresholds import select_threshold
 
     flat = save_calibration(Calibration(PlattCalibrator(0.0, 0.0), threshold=0.5), tmp_path / "flat.json")
@@ -370,7 +371,8 @@ def test_the_reference_cut_reads_raw_scores(tiny_dataset: Path, tiny_model_dir: 
     assert main(["eval", str(tiny_dataset), "--depth", "4", "--model", str(tiny_model_dir), "--max-length", "64",
                  "--cache-dir", str(tmp_path / "cache"), "--calibration", str(flat), "--max-false-evidence", "0.7",
                  "--out", str(out), "--no-plots"]) == 0
-    oracle = json.loads(out.read_text())["abstention"]["oracle_on_this_split"]
+    abstention = json.loads(out.read_text())["abstention"]
+    oracle = abstention["oracle_on_this_split"]
     assert oracle["score"] == "raw" and oracle["probability_at_threshold"] == 0.5
 
     data = load_dataset(tiny_dataset)
@@ -384,8 +386,5 @@ def test_the_reference_cut_reads_raw_scores(tiny_dataset: Path, tiny_model_dir: 
     assert 0.0 < expected.hit_rate and expected.false_evidence_rate <= 0.7
     assert oracle["hit_rate"] == expected.hit_rate and oracle["false_evidence_rate"] == expected.false_evidence_rate
     assert oracle["threshold"] == pytest.approx(expected.threshold)
-    from crossrank.evaluation.metrics import separation_auc
-
-    auc = json.loads(out.read_text())["abstention"]["top_score_auc"]
-    assert auc == pytest.approx(separation_auc(top, data.answerable("test")))
+    assert abstention["top_score_auc"] == pytest.approx(separation_auc(top, data.answerable("test")))
     assert "best cut on the top raw score" in out.with_suffix(".md").read_text()

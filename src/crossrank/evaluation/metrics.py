@@ -137,7 +137,7 @@ def separation_auc(confidence: Mapping[str, float], answerable: Mapping[str, boo
     if missing:
         raise InvalidInputError(f"every labelled query needs a confidence; missing for {missing[:5]}")
     values = np.array([confidence[q] for q in answerable], dtype=np.float64)
-    values = np.where(np.isnan(values) | (values == -np.inf), -np.inf, values)
+    values = np.where(np.isnan(values), -np.inf, values)
     labels = np.array([bool(answerable[q]) for q in answerable])
     positives, negatives = values[labels], values[~labels]
     if positives.size == 0 or negatives.size == 0:

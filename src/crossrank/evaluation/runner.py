@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,14 +336,14 @@ def evaluate_scores(
                 judged = _for_queries(evidence, scored.query_ids) if evidence is not None else scored.judgments()
                 cut_metric = ranking_metrics(judged, {q: kept.get(q, {}) for q in scored.query_ids}, [metrics[0]])
                 abstention[f"{metrics[0]}_after_threshold"] = cut_metric[metrics[0].lower()]
-        top = {q: max(probabilities[q].values()) if probabilities.get(q) else -np.inf for q in answerable}
+        top = _top_per_query(probabilities, answerable)
         grid = np.linspace(0.0, 1.0, 101)
         curve = threshold_curve(probabilities, answerable, grid, confidence=top)
         abstention["curve"] = {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in curve.items()}
         # The best hit rate any cut on the top score could reach here: an upper bound, not a result.
         # It cuts the raw score, because a calibrator's plateaus (isotonic is flat beyond its end
         # knots) can map queries the model separates to one probability.
-        raw_top = {q: max(scored.logits[q].values()) if scored.logits.get(q) else -np.inf for q in answerable}
+        raw_top = _top_per_query(scored.logits, answerable)
         best = select_threshold(probabilities, answerable, max_false_evidence=max_false_evidence, confidence=raw_top, clip=False)
         oracle = best.to_dict()
         oracle["score"] = "raw"
@@ -550,6 +550,11 @@ def _fit_rule(kind: str, scored: ScoredSplit, calibrator: Calibrator, answerable
                               qrels=part.judgments() if objective != "hit_rate" else None,
                               confidence=confidence, thresholds=candidate_thresholds(list(confidence.values())))
     return rule, choice.threshold
+
+
+def _top_per_query(scores: Mapping[str, Mapping[str, float]], queries: Iterable[str]) -> dict[str, float]:
+    """Each query's best score; minus infinity for a query with nothing scored (it ranks lowest)."""
+    return {q: max(scores[q].values()) if scores.get(q) else -np.inf for q in queries}
 
 
 def _ranked(logits: Mapping[str, float], calibrator: Calibrator) -> tuple[np.ndarray, np.ndarray]:
