@@ -15,14 +15,23 @@ Two rule kinds are understood (stored as JSON objects in ``calibration.json``):
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from crossrank.errors import ConfigurationError, InvalidInputError
+from crossrank.errors import ConfigurationError, InvalidInputError, describe
 
-__all__ = ["ABSTENTION_KINDS", "QUERY_FEATURES", "answer_probability", "fit_logistic_rule", "query_features", "should_abstain"]
+__all__ = [
+    "ABSTENTION_KINDS",
+    "QUERY_FEATURES",
+    "answer_probability",
+    "fit_logistic_rule",
+    "query_features",
+    "should_abstain",
+    "validate_rule",
+]
 
 ABSTENTION_KINDS = ("max-score", "logistic")
 QUERY_FEATURES = ("top_logit", "gap_logit", "spread_logit", "top_probability")
@@ -40,43 +49,121 @@ def query_features(ranked_probabilities: np.ndarray, ranked_logits: np.ndarray) 
     }
 
 
-def _check_logistic(rule: Mapping[str, Any]) -> tuple[list[str], np.ndarray, float, float]:
-    features, weights, bias, minimum = rule.get("features"), rule.get("weights"), rule.get("bias"), rule.get("min_probability")
-    if not isinstance(features, list) or not features or any(f not in QUERY_FEATURES for f in features):
-        raise ConfigurationError(f"logistic abstention needs 'features', a non-empty list from {QUERY_FEATURES}; received {features!r}")
-    if not isinstance(weights, list) or len(weights) != len(features) or not all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights
-    ):
-        raise ConfigurationError(f"logistic abstention needs one finite weight per feature; received {weights!r}")
-    if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
-        raise ConfigurationError(f"logistic abstention needs a finite 'bias'; received {bias!r}")
-    if isinstance(minimum, bool) or not isinstance(minimum, (int, float)) or not 0.0 <= float(minimum) <= 1.0:
-        raise ConfigurationError(f"logistic abstention needs min_probability in [0, 1]; received {minimum!r}")
-    return features, np.asarray(weights, dtype=np.float64), float(bias), float(minimum)
+_RULE_FIELDS = {
+    "max-score": ("kind", "min_top_score"),
+    "logistic": ("kind", "features", "weights", "bias", "min_probability"),
+}
+# Largest magnitude a feature can take: logits are float32, so a logit, the gap between two
+# logits or their spread stays below twice the float32 maximum; a probability stays in [0, 1].
+_FEATURE_BOUNDS = {
+    "top_logit": 2.0 * float(np.finfo(np.float32).max),
+    "gap_logit": 2.0 * float(np.finfo(np.float32).max),
+    "spread_logit": 2.0 * float(np.finfo(np.float32).max),
+    "top_probability": 1.0,
+}
+
+
+def _field_error(where: str, message: str) -> ConfigurationError:
+    return ConfigurationError(f"field '{where}': {message}")
+
+
+def _number(value: object, where: str, *, unit_interval: bool = False) -> float:
+    """A finite real number (a bool is refused: ``true`` must not read as 1.0)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        expected = "a number in [0, 1]" if unit_interval else "a finite number"
+        raise _field_error(where, f"expected {expected}; received {describe(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise _field_error(where, f"expected a finite number; received {value!r}")
+    if unit_interval and not 0.0 <= number <= 1.0:
+        raise _field_error(where, f"expected a number in [0, 1]; received {value!r}")
+    return number
+
+
+def validate_rule(rule: object, where: str = "abstention") -> dict[str, Any]:
+    """Check every field of an abstention rule and return it as a plain dict.
+
+    Args:
+        rule: The rule as read from JSON.
+        where: The rule's place in its file, used in error messages (``abstention``).
+
+    Raises:
+        ConfigurationError: Naming the field (``abstention.min_top_score``) and what it holds:
+            an unknown ``kind``, a missing or unknown field, a value of the wrong type or
+            range, or logistic weights so large that a score could make the rule non-finite.
+
+    Example:
+        >>> validate_rule({"kind": "max-score", "min_top_score": 0.3})
+        {'kind': 'max-score', 'min_top_score': 0.3}
+    """
+    if not isinstance(rule, Mapping):
+        raise _field_error(where, f"expected an object or null; received {describe(rule)}")
+    kind = rule.get("kind")
+    if not isinstance(kind, str) or kind not in _RULE_FIELDS:
+        raise _field_error(f"{where}.kind", f"unknown abstention rule kind {kind!r}; known kinds: {list(ABSTENTION_KINDS)}")
+    expected = _RULE_FIELDS[kind]
+    unknown = sorted(str(key) for key in rule if key not in expected)
+    if unknown:
+        raise _field_error(where, f"unknown fields {unknown} for a {kind!r} rule; expected {list(expected)}")
+    missing = [key for key in expected if key not in rule]
+    if missing:
+        raise _field_error(f"{where}.{missing[0]}", f"missing; a {kind!r} rule needs {list(expected)}")
+    if kind == "max-score":
+        return {"kind": kind, "min_top_score": _number(rule["min_top_score"], f"{where}.min_top_score", unit_interval=True)}
+    features, weights = rule["features"], rule["weights"]
+    if not isinstance(features, list) or not features:
+        raise _field_error(f"{where}.features", f"expected a non-empty list from {list(QUERY_FEATURES)}; received {describe(features)}")
+    for position, feature in enumerate(features):
+        if not isinstance(feature, str) or feature not in QUERY_FEATURES:
+            raise _field_error(f"{where}.features[{position}]", f"unknown feature {feature!r}; known features: {list(QUERY_FEATURES)}")
+    if len(set(features)) != len(features):
+        raise _field_error(f"{where}.features", f"a feature is listed twice: {features}")
+    if not isinstance(weights, list) or len(weights) != len(features):
+        raise _field_error(
+            f"{where}.weights", f"expected a list with one weight per feature ({len(features)}); received {describe(weights)}"
+        )
+    checked = [_number(weight, f"{where}.weights[{position}]") for position, weight in enumerate(weights)]
+    bias = _number(rule["bias"], f"{where}.bias")
+    # The largest |w . x + b| any float32 scores can produce must be finite, or the rule's
+    # probability can become NaN (and a NaN probability never abstains).
+    with np.errstate(over="ignore"):
+        largest = float(np.sum(np.abs(checked) * np.array([_FEATURE_BOUNDS[f] for f in features])) + abs(bias))
+    if not math.isfinite(largest):
+        raise _field_error(
+            f"{where}.weights", f"weights {weights} are so large that a score gives a non-finite product; refit the rule"
+        )
+    return {
+        "kind": kind,
+        "features": list(features),
+        "weights": checked,
+        "bias": bias,
+        "min_probability": _number(rule["min_probability"], f"{where}.min_probability", unit_interval=True),
+    }
 
 
 def answer_probability(rule: Mapping[str, Any], ranked_probabilities: np.ndarray, ranked_logits: np.ndarray) -> float:
     """The fitted probability that a query is answerable, for a ``logistic`` rule."""
-    features, weights, bias, _ = _check_logistic(rule)
+    checked = validate_rule(rule)
+    if checked["kind"] != "logistic":
+        raise ConfigurationError(f"answer_probability needs a 'logistic' rule; received kind {checked['kind']!r}")
     if len(ranked_logits) == 0:
         return 0.0
     values = query_features(ranked_probabilities, ranked_logits)
-    z = float(np.dot(weights, [values[f] for f in features]) + bias)
+    z = float(np.dot(checked["weights"], [values[f] for f in checked["features"]]) + checked["bias"])
+    if math.isnan(z):
+        return 0.0  # non-finite scores give no evidence that the query is answerable
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def should_abstain(rule: Mapping[str, Any], ranked_probabilities: np.ndarray, ranked_logits: np.ndarray) -> bool:
     """Apply a fitted abstention rule to one query's scores (sorted best first)."""
-    kind = rule.get("kind")
-    if kind == "max-score":
-        minimum = rule.get("min_top_score")
-        if not isinstance(minimum, (int, float)) or not 0.0 <= float(minimum) <= 1.0:
-            raise ConfigurationError(f"max-score abstention needs min_top_score in [0, 1]; received {minimum!r}")
-        return len(ranked_probabilities) == 0 or float(ranked_probabilities[0]) < float(minimum)
-    if kind == "logistic":
-        _, _, _, minimum = _check_logistic(rule)
-        return len(ranked_logits) == 0 or answer_probability(rule, ranked_probabilities, ranked_logits) < minimum
-    raise ConfigurationError(f"unknown abstention rule kind {kind!r}; known kinds: {ABSTENTION_KINDS}")
+    checked = validate_rule(rule)
+    if checked["kind"] == "max-score":
+        return len(ranked_probabilities) == 0 or float(ranked_probabilities[0]) < checked["min_top_score"]
+    return len(ranked_logits) == 0 or answer_probability(checked, ranked_probabilities, ranked_logits) < checked["min_probability"]
 
 
 def fit_logistic_rule(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from crossrank.errors import ConfigurationError, InvalidInputError, ModelIntegrityError
+from crossrank.errors import ConfigurationError, InvalidInputError, ModelIntegrityError, describe
 
 __all__ = [
     "CALIBRATION_FILENAME",
@@ -403,23 +404,54 @@ class Calibration:
             "provenance": self.provenance,
         }
 
+    def __post_init__(self) -> None:
+        # A calibration built in code is held to the same rules as one read from a file.
+        if not isinstance(self.calibrator, Calibrator):
+            raise ConfigurationError(f"field 'calibrator': expected a Calibrator; received {describe(self.calibrator)}")
+        if self.threshold is not None:
+            value = self.threshold
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+                value = float(value)  # NumPy scalars from a fit are numbers too
+            threshold = _finite_float({"threshold": value}, "threshold")
+            if not 0.0 <= threshold <= 1.0:
+                raise ConfigurationError(f"field 'threshold': calibration threshold must be in [0, 1]; received {threshold}")
+            self.threshold = threshold
+        if self.abstention is not None:
+            from crossrank.abstention import validate_rule
+
+            self.abstention = validate_rule(self.abstention, "abstention")
+        if not isinstance(self.provenance, Mapping):
+            raise ConfigurationError(f"field 'provenance': calibration 'provenance' must be an object; received {describe(self.provenance)}")
+
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], registry: Mapping[str, type[Calibrator]] | None = None
     ) -> Calibration:
+        """Rebuild a calibration from its JSON form, checking every field.
+
+        Raises:
+            ConfigurationError: Naming the field that is missing, unknown or out of range.
+        """
         if not isinstance(data, Mapping) or data.get("format") != CALIBRATION_FORMAT:
             raise ConfigurationError(
                 f"not a crossrank calibration: expected an object with format={CALIBRATION_FORMAT!r}"
             )
-        version = data.get("version")
-        if version != CALIBRATION_FORMAT_VERSION:
+        unknown_keys = set(data) - _CALIBRATION_KEYS
+        if unknown_keys:
             raise ConfigurationError(
-                f"unsupported calibration format version: expected {CALIBRATION_FORMAT_VERSION}, "
-                f"received {version!r}"
+                f"unknown keys in calibration: {sorted(map(str, unknown_keys))}; expected some of {sorted(_CALIBRATION_KEYS)}"
+            )
+        version = data.get("version")
+        if type(version) is not int or version != CALIBRATION_FORMAT_VERSION:
+            raise ConfigurationError(
+                f"field 'version': unsupported calibration format version: expected {CALIBRATION_FORMAT_VERSION}, "
+                f"received {describe(version)}"
             )
         spec = data.get("calibrator")
         if not isinstance(spec, Mapping) or not isinstance(spec.get("kind"), str):
-            raise ConfigurationError("calibration 'calibrator' must be an object with a 'kind' string")
+            raise ConfigurationError(
+                f"field 'calibrator': calibration 'calibrator' must be an object with a 'kind' string; received {describe(spec)}"
+            )
         if registry is None:
             from crossrank.plugins import calibrator_registry
 
@@ -427,36 +459,50 @@ class Calibration:
         kind = spec["kind"]
         if kind not in registry:
             raise ConfigurationError(
-                f"unknown calibrator kind {kind!r}; registered kinds: {sorted(registry)}"
+                f"field 'calibrator.kind': unknown calibrator kind {kind!r}; registered kinds: {sorted(registry)}"
             )
-        calibrator = registry[kind].from_params({k: v for k, v in spec.items() if k != "kind"})
+        try:
+            calibrator = registry[kind].from_params({k: v for k, v in spec.items() if k != "kind"})
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"field 'calibrator': {exc}") from None
+        except (ValueError, TypeError) as exc:
+            # A third-party calibrator that refuses its parameters with a builtin error.
+            raise ConfigurationError(f"field 'calibrator': invalid parameters for calibrator kind {kind!r}: {exc}") from None
         # A key nothing reads is a typo or tampering; refuse it rather than ignore it silently.
         unknown_params = set(spec) - {"kind"} - set(calibrator.params())
         if unknown_params:
             raise ConfigurationError(
-                f"unknown parameters for calibrator kind {kind!r}: {sorted(unknown_params)}; "
+                f"field 'calibrator': unknown parameters for calibrator kind {kind!r}: {sorted(map(str, unknown_params))}; "
                 f"expected {sorted(calibrator.params())}"
-            )
-        unknown_keys = set(data) - _CALIBRATION_KEYS
-        if unknown_keys:
-            raise ConfigurationError(
-                f"unknown keys in calibration: {sorted(map(str, unknown_keys))}; expected some of {sorted(_CALIBRATION_KEYS)}"
             )
         threshold = data.get("threshold")
         if threshold is not None:
-            threshold = _finite_float({"threshold": threshold}, "threshold")
+            try:
+                threshold = _finite_float({"threshold": threshold}, "threshold")
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"field 'threshold': {exc}; received {describe(threshold)}") from None
             if not 0.0 <= threshold <= 1.0:
-                raise ConfigurationError(f"calibration threshold must be in [0, 1]; received {threshold}")
+                raise ConfigurationError(f"field 'threshold': calibration threshold must be in [0, 1]; received {threshold}")
         abstention = data.get("abstention")
-        if abstention is not None and not isinstance(abstention, Mapping):
-            raise ConfigurationError("calibration 'abstention' must be an object or null")
-        provenance = data.get("provenance") or {}
+        if abstention is not None:
+            from crossrank.abstention import validate_rule
+
+            if not isinstance(abstention, Mapping):
+                raise ConfigurationError(
+                    f"field 'abstention': calibration 'abstention' must be an object or null; received {describe(abstention)}"
+                )
+            abstention = validate_rule(abstention, "abstention")
+        provenance = data.get("provenance")
+        if provenance is None:
+            provenance = {}
         if not isinstance(provenance, Mapping):
-            raise ConfigurationError("calibration 'provenance' must be an object")
+            raise ConfigurationError(
+                f"field 'provenance': calibration 'provenance' must be an object; received {describe(provenance)}"
+            )
         return cls(
             calibrator=calibrator,
             threshold=threshold,
-            abstention=dict(abstention) if abstention is not None else None,
+            abstention=abstention,
             provenance=dict(provenance),
         )
 
@@ -478,10 +524,12 @@ def packaged_calibration(config: object) -> Path | None:
 
 def load_calibration(path: str | Path) -> Calibration:
     """Read and validate a calibration JSON file."""
+    from crossrank.documents import parse_json
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, InvalidInputError) as exc:
         raise ModelIntegrityError(f"cannot read calibration file {path}: {exc}") from None
     try:
         return Calibration.from_dict(data)

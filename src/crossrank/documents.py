@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from crossrank.errors import InvalidInputError, InvalidInputTypeError, describe
 
-__all__ = ["Document", "DocumentInput", "normalize_documents", "validate_query", "clean_text"]
+__all__ = [
+    "Document",
+    "DocumentInput",
+    "normalize_documents",
+    "validate_query",
+    "clean_text",
+    "has_visible_character",
+    "parse_json",
+]
 
 # Attribute or key names under which the frameworks keep a document's text, most specific first.
 _TEXT_FIELDS = ("text", "page_content", "content")
@@ -53,15 +64,61 @@ def clean_text(text: str) -> str:
     return text
 
 
+# Categories of characters that show nothing: separators (spaces, line and paragraph
+# separators), control characters and format characters (zero-width spaces and joiners, the
+# byte-order mark, bidirectional controls).
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+
+
+def has_visible_character(text: str) -> bool:
+    """Whether ``text`` has a character that is not whitespace, a control or a format character.
+
+    Example:
+        >>> has_visible_character("\u200b \ufeff"), has_visible_character("\u200bparis")
+        (False, True)
+    """
+    return any(not char.isspace() and unicodedata.category(char) not in _INVISIBLE_CATEGORIES for char in text)
+
+
 def validate_query(query: object) -> str:
-    """Return the query as a clean string or raise a typed error naming what was received."""
+    """Return the query as a clean string or raise a typed error naming what was received.
+
+    A query must have at least one visible character: one made only of whitespace, zero-width
+    or byte-order marks, control or other format characters is refused like an empty one.
+    """
     if not isinstance(query, str):
         raise InvalidInputTypeError(f"query must be a non-empty str; received {describe(query)}")
-    if not query.strip():
+    if not has_visible_character(query):
         raise InvalidInputError(
-            f"query must contain at least one non-whitespace character; received {query!r}"
+            "query must contain at least one non-whitespace character (at least one visible character: "
+            f"not only spaces, zero-width, control or format characters); received {describe(query)}"
         )
     return clean_text(query)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` that reports every way untrusted text can fail as :class:`InvalidInputError`.
+
+    Besides malformed JSON this covers what ``json.loads`` raises outside ``JSONDecodeError``:
+    nesting deeper than the interpreter's recursion limit and integers longer than Python
+    converts (``sys.get_int_max_str_digits``). The message is a short reason without the
+    source; callers add the file and line.
+
+    Example:
+        >>> parse_json('{"text": "a"}')
+        {'text': 'a'}
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidInputError("JSON nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"expected UTF-8 text; byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}") from None
+    except ValueError:
+        limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+        raise InvalidInputError(f"a number has more than {limit} digits") from None
 
 
 def _text_and_metadata(item: object, position: int) -> tuple[str, Mapping[str, Any]]:

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from crossrank.documents import parse_json
 from crossrank.errors import InvalidInputError
 from crossrank.models.sources import DEFAULT_MODEL
 
-__all__ = ["add_model_options", "reranker_from_args", "parse_threshold", "parse_unit_interval", "read_jsonl_documents"]
+__all__ = [
+    "add_model_options",
+    "reranker_from_args",
+    "parse_threshold",
+    "parse_unit_interval",
+    "read_jsonl_documents",
+    "strict_json",
+    "write_json",
+]
 
 
 def parse_unit_interval(text: str, what: str = "a number in [0, 1]") -> float:
@@ -57,14 +67,29 @@ def reranker_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def read_jsonl_documents(source: str) -> list[dict[str, Any] | str]:
-    """Read documents from a JSONL file (or ``-`` for stdin): a JSON string or object per line."""
+    """Read documents from a JSONL file (or ``-`` for stdin): a JSON string or object per line.
+
+    Any readable path works, a named pipe or ``/dev/fd/N`` (a shell's ``<(command)``) included.
+    Every problem with the input is an :class:`InvalidInputError` naming the source and line.
+    """
     if source == "-":
+        stdin = sys.stdin
+        if stdin is None or getattr(stdin, "closed", False):
+            raise InvalidInputError("--documents -: standard input is closed; pass a JSONL file or pipe documents in")
         # Bytes, so invalid UTF-8 is reported with its line instead of failing inside the decoder.
-        return list(_parse_lines(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>"))
+        return list(_parse_lines(getattr(stdin, "buffer", stdin), "<stdin>"))
     path = Path(source)
-    if not path.is_file():
-        raise InvalidInputError(f"--documents: expected a JSONL file or '-'; {source} does not exist")
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InvalidInputError(f"--documents: expected a JSONL file or '-'; {source} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"--documents: expected a JSONL file or '-'; {source} is a directory") from None
+    except PermissionError:
+        raise InvalidInputError(f"--documents: {source} cannot be read (permission denied)") from None
+    with handle:
+        if path.is_dir():  # some platforms open a directory and fail only on read
+            raise InvalidInputError(f"--documents: expected a JSONL file or '-'; {source} is a directory")
         return list(_parse_lines(handle, source))
 
 
@@ -82,9 +107,9 @@ def _parse_lines(handle: Iterable[bytes | str], name: str) -> Iterator[dict[str,
         if not line.strip():
             continue  # blank lines separate nothing and hold no document
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{name} line {number}: expected a JSON string or object ({exc.msg})") from None
+            item = parse_json(line)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{name} line {number}: expected a JSON string or object ({exc})") from None
         if isinstance(item, str):
             yield item
         elif isinstance(item, dict) and isinstance(item.get("text"), str):
@@ -94,3 +119,25 @@ def _parse_lines(handle: Iterable[bytes | str], name: str) -> Iterator[dict[str,
                 f"{name} line {number}: expected a JSON string or an object with a string 'text'; "
                 f"received {type(item).__name__}"
             )
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinity) replaced by ``None``, for strict JSON output.
+
+    Example:
+        >>> strict_json({"score": float("nan"), "ranks": [1, float("inf")]})
+        {'score': None, 'ranks': [1, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def write_json(value: Any, stream: TextIO) -> None:
+    """Write ``value`` as strict JSON (non-finite numbers become ``null``), indented, with a final newline."""
+    stream.write(json.dumps(strict_json(value), ensure_ascii=False, indent=2, allow_nan=False))
+    stream.write("\n")

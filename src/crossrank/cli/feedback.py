@@ -46,12 +46,17 @@ def run_export(args: argparse.Namespace) -> int:
 
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
     buffer = io.StringIO()
-    written = export_interactions(
-        FeedbackLog(args.log), buffer, documents=args.documents, only_used=args.only_used, kinds=kinds
-    )
+    log = FeedbackLog(args.log)
+    written = export_interactions(log, buffer, documents=args.documents, only_used=args.only_used, kinds=kinds)
     if args.output == "-":
         sys.stdout.write(buffer.getvalue())
     else:
         atomic_write_text(Path(args.output), buffer.getvalue())
-    sys.stderr.write(f"exported {written} interactions\n")
+    notes = []
+    if log.skipped:
+        notes.append(f"skipped {log.skipped} corrupt records (first: {log.corrupt_records[0]})")
+    if log.unmatched_uses:
+        notes.append(f"{log.unmatched_uses} uses refer to an impression or document not in this log")
+    summary = f"exported {written} interactions" + "".join(f"; {note}" for note in notes)
+    sys.stderr.write(" ".join(summary.split()) + "\n")
     return 0
