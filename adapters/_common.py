@@ -19,12 +19,13 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from crossrank.documents import validate_probability, validate_top_k
+import copy
+
+from crossrank.config import RerankerConfig, check_threshold as _check_threshold, check_top_k, option_specs
 from crossrank.errors import ConfigurationError, CrossRankError, describe
 from crossrank.fusion import retriever_scores as read_retriever_scores
 from crossrank.reranker import Reranker, Threshold
 from crossrank.results import RerankResult, ScoredDocument
-from crossrank.settings import OPTIONS
 
 __all__ = [
     "ENGINE_DEFAULTS",
@@ -54,12 +55,10 @@ RANK_KEY = "crossrank_rank"
 AbstainCallback = Callable[[str, RerankResult], None]
 """Called as ``on_abstain(query, result)`` when a threshold removed every document."""
 
-# The Reranker options every adapter exposes as its own parameters, with the Reranker's defaults
-# (read from the engine's settings table, so the adapters cannot drift from the engine).
-ENGINE_DEFAULTS: dict[str, Any] = {
-    name: OPTIONS[name].default
-    for name in ("model", "backend", "device", "max_length", "long_documents", "window_pooling", "max_windows", "batch_size", "token_budget")
-}
+# The Reranker options every adapter exposes as its own parameters (declared once, on
+# RerankerConfig, with adapter=True), with the engine's defaults. An adapter's field left at None
+# is not given: the environment, then the configuration file, then this default applies.
+ENGINE_DEFAULTS: dict[str, Any] = {name: spec.default for name, spec in option_specs().items() if spec.adapter}
 
 # Set by an adapter's __init__ while pydantic runs, so model_post_init keeps the reranker that
 # __init__ validated (possibly shared, possibly holding a callable fallback) instead of rebuilding it.
@@ -73,43 +72,51 @@ def build_reranker(
     reranker: Reranker | None,
     options: Mapping[str, Any],
     reranker_options: Mapping[str, Any] | None = None,
+    config: RerankerConfig | Mapping[str, Any] | None = None,
 ) -> Reranker:
-    """Return the given reranker, or build one from the adapter's engine options.
+    """Return the given reranker, or build one from a configuration or the adapter's engine options.
 
     Args:
         reranker: An existing (possibly already loaded) reranker to share, or None.
-        options: The adapter's engine options (keys of :data:`ENGINE_DEFAULTS`).
+        options: The adapter's engine options (keys of :data:`ENGINE_DEFAULTS`); None means
+            not given, so the environment, the configuration file or the default applies.
         reranker_options: Further :class:`~crossrank.Reranker` keyword options
             (``max_query_length``, ``window_overlap``, ``calibration``, ``backend_options``...).
+        config: A :class:`~crossrank.config.RerankerConfig` (or its ``to_dict()``), used as it
+            is: the environment is not read.
 
     Raises:
-        ConfigurationError: When a reranker is given together with engine options that differ
-            from the defaults (it would be ambiguous which one applies), or options are invalid.
+        ConfigurationError: When a reranker or a configuration is given together with engine
+            options (it would be ambiguous which one applies), or options are invalid.
     """
     extra = dict(reranker_options or {})
-    if reranker is not None:
-        if not isinstance(reranker, Reranker):
+    unknown = sorted(set(options) - set(ENGINE_DEFAULTS))
+    if unknown:
+        raise ConfigurationError(f"unknown engine options {unknown}; known: {sorted(ENGINE_DEFAULTS)}")
+    given = {key: value for key, value in options.items() if value is not None}
+    if reranker is not None or config is not None:
+        if reranker is not None and config is not None:
+            raise ConfigurationError("pass either reranker= or config=, not both")
+        if reranker is not None and not isinstance(reranker, Reranker):
+            raise ConfigurationError(f"reranker must be a crossrank.Reranker; received {describe(reranker)}")
+        if given or extra:
+            what = "a reranker" if reranker is not None else "a configuration"
             raise ConfigurationError(
-                f"reranker must be a crossrank.Reranker; received {describe(reranker)}"
+                f"pass either {what} or engine options, not both; received {what} and options {sorted(given) + sorted(extra)}"
             )
-        changed = sorted(k for k, v in options.items() if v != ENGINE_DEFAULTS[k])
-        if changed or extra:
-            raise ConfigurationError(
-                "pass either an existing reranker or engine options, not both; received a reranker "
-                f"and options {changed + sorted(extra)}"
-            )
-        return reranker
+        if reranker is not None:
+            return reranker
+        if isinstance(config, Mapping):
+            config = RerankerConfig.from_dict(config)
+        if not isinstance(config, RerankerConfig):
+            raise ConfigurationError(f"config must be a crossrank RerankerConfig or a mapping; received {describe(config)}")
+        return Reranker.from_config(config)
     clashing = sorted(set(extra) & (set(ENGINE_DEFAULTS) | set(_ADAPTER_OWNED)))
     if clashing:
         raise ConfigurationError(
             f"reranker_options must not repeat the adapter's own parameters; received {clashing}"
         )
-    unknown = sorted(set(options) - set(ENGINE_DEFAULTS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown engine options {unknown}; known: {sorted(ENGINE_DEFAULTS)}"
-        )
-    return Reranker.from_dict({**options, **extra})
+    return Reranker.from_dict({**given, **extra})
 
 
 def adapter_reranker(
@@ -131,8 +138,8 @@ def adapter_reranker(
     """
     check_top_n(parameters.get(top_n_key), top_n_key, configuring=True)
     check_threshold(parameters.get(threshold_key), configuring=True)
-    options = {key: parameters.get(key, default) for key, default in ENGINE_DEFAULTS.items()}
-    return build_reranker(reranker, options, parameters.get("reranker_options"))
+    options = {key: parameters.get(key) for key in ENGINE_DEFAULTS}
+    return build_reranker(reranker, options, parameters.get("reranker_options"), parameters.get("config"))
 
 
 def engine_options(reranker: Reranker) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -143,7 +150,7 @@ def engine_options(reranker: Reranker) -> tuple[dict[str, Any], dict[str, Any]]:
     out so saved configurations stay short.
     """
     config = reranker.to_dict()
-    defaults = Reranker().to_dict()
+    defaults = RerankerConfig().to_dict()
     options = {key: config[key] for key in ENGINE_DEFAULTS}
     extra = {
         key: value
@@ -154,11 +161,11 @@ def engine_options(reranker: Reranker) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def check_threshold(threshold: object, *, configuring: bool = False) -> Threshold:
-    """Validate a threshold: a probability in [0, 1], ``"calibrated"``, ``None`` or ``False``."""
-    if threshold is None or threshold is False or threshold == "calibrated":
+    """Validate a threshold: a probability in [0, 1] (NumPy numbers too), ``"calibrated"``, ``None`` or ``False``."""
+    if threshold is None or threshold is False:
         return threshold  # type: ignore[return-value]
     try:
-        return validate_probability(threshold, "threshold")
+        return _check_threshold("threshold", threshold)
     except CrossRankError as exc:
         if configuring:
             raise ConfigurationError(f"{exc} (or 'calibrated', or None)") from None
@@ -166,14 +173,15 @@ def check_threshold(threshold: object, *, configuring: bool = False) -> Threshol
 
 
 def check_top_n(top_n: object, name: str = "top_n", *, configuring: bool = False) -> int | None:
-    """Validate a top-n value: a positive int, or None for every document that passes."""
+    """Validate a top-n value: a positive int (NumPy integers too), or None for every document that passes."""
+    if top_n is False:
+        return None
     try:
-        return validate_top_k(top_n)
+        return check_top_k(name, top_n)
     except CrossRankError as exc:
-        message = str(exc).replace("top_k", name)
         if configuring:
-            raise ConfigurationError(message) from None
-        raise type(exc)(message) from None
+            raise ConfigurationError(str(exc)) from None
+        raise
 
 
 def _resolve(
@@ -256,9 +264,12 @@ async def arerank_texts(
 
 
 def scored_metadata(metadata: Mapping[str, Any], scored: ScoredDocument) -> dict[str, Any]:
-    """A copy of ``metadata`` with the crossrank score, raw score and rank added (plain Python types)."""
+    """A deep copy of ``metadata`` with the crossrank score, raw score and rank added (plain Python types).
+
+    Deep, so that changing a nested value of a result never changes the caller's document.
+    """
     return {
-        **metadata,
+        **copy.deepcopy(dict(metadata)),
         SCORE_KEY: float(scored.score),
         RAW_SCORE_KEY: float(scored.raw_score),
         RANK_KEY: int(scored.rank),
@@ -276,11 +287,19 @@ class SharedEngineMixin:
     _reranker: Reranker
     _on_abstain: AbstainCallback | None
 
-    def __init__(self, *, reranker: Reranker | None = None, on_abstain: AbstainCallback | None = None, **data: Any) -> None:
+    def __init__(
+        self,
+        *,
+        reranker: Reranker | None = None,
+        config: RerankerConfig | Mapping[str, Any] | None = None,
+        on_abstain: AbstainCallback | None = None,
+        **data: Any,
+    ) -> None:
         # Validated here, before pydantic, so that bad values raise crossrank's ConfigurationError.
-        engine = adapter_reranker(reranker, data)
-        if reranker is not None:
-            options, extra = engine_options(reranker)
+        engine = adapter_reranker(reranker, {**data, "config": config})
+        if reranker is not None or config is not None:
+            # Saved as explicit engine options, so a saved adapter rebuilds an equivalent reranker.
+            options, extra = engine_options(engine)
             data = {**data, **options, "reranker_options": extra}
         token = SHARED_RERANKER.set(engine)
         try:

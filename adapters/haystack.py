@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 from crossrank.adapters._common import (
-    ENGINE_DEFAULTS,
     AbstainCallback,
     adapter_reranker,
     arerank_texts,
@@ -21,8 +20,8 @@ from crossrank.adapters._common import (
     scored_metadata,
 )
 
-from crossrank.errors import missing_dependency
-from crossrank.models.sources import DEFAULT_MODEL
+from crossrank.config import RerankerConfig
+from crossrank.errors import InvalidInputTypeError, describe, missing_dependency
 from crossrank.reranker import Reranker, Threshold
 from crossrank.results import RerankResult
 
@@ -67,23 +66,24 @@ class CrossRankRanker:
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         *,
-        backend: str = "auto",
-        device: str = "cpu",
+        backend: str | None = None,
+        device: str | None = None,
         top_k: int | None = None,
         score_threshold: float | str | None = None,
         max_length: int | None = None,
-        long_documents: str = "select",
-        window_pooling: str = "max",
-        max_windows: int = 8,
-        batch_size: int = 32,
-        token_budget: int = ENGINE_DEFAULTS["token_budget"],
+        long_documents: str | None = None,
+        window_pooling: str | None = None,
+        max_windows: int | None = None,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
         reranker_options: dict[str, Any] | None = None,
         reranker: Reranker | None = None,
+        config: RerankerConfig | dict[str, Any] | None = None,
         on_abstain: AbstainCallback | None = None,
     ) -> None:
-        parameters = {
+        engine = {
             "model": model,
             "backend": backend,
             "device": device,
@@ -93,12 +93,20 @@ class CrossRankRanker:
             "max_windows": max_windows,
             "batch_size": batch_size,
             "token_budget": token_budget,
+        }
+        parameters = {
+            **engine,
             "reranker_options": reranker_options,
+            "config": config,
             "top_k": top_k,
             "score_threshold": score_threshold,
         }
         self._reranker = adapter_reranker(
             reranker, parameters, top_n_key="top_k", threshold_key="score_threshold"
+        )
+        # What to save: the options given (None: not given), or a shared engine's whole configuration.
+        self._saved: tuple[dict[str, Any], dict[str, Any]] | None = (
+            None if reranker is not None or config is not None else (engine, dict(reranker_options or {}))
         )
         self.top_k = top_k
         self.score_threshold = None if score_threshold is False else score_threshold
@@ -114,7 +122,7 @@ class CrossRankRanker:
         self._reranker.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
-        options, extra = engine_options(self._reranker)
+        options, extra = engine_options(self._reranker) if self._saved is None else self._saved
         return default_to_dict(
             self,
             **options,
@@ -155,7 +163,7 @@ class CrossRankRanker:
         Returns:
             ``{"documents": [...]}``, best first.
         """
-        texts = [document.content for document in documents]
+        texts = _texts(documents)
         result = rerank_texts(self._reranker, query, texts, **self._call(top_k, score_threshold, documents))
         return {"documents": _ranked_documents(documents, result)}
 
@@ -168,7 +176,7 @@ class CrossRankRanker:
         score_threshold: float | str | bool | None = None,
     ) -> dict[str, list[Document]]:
         """Async :meth:`run`: the model runs in a worker thread, the event loop keeps going."""
-        texts = [document.content for document in documents]
+        texts = _texts(documents)
         result = await arerank_texts(
             self._reranker, query, texts, **self._call(top_k, score_threshold, documents)
         )
@@ -184,6 +192,20 @@ class CrossRankRanker:
             "on_abstain": self.on_abstain,
             "source": type(self).__name__,
         }
+
+
+def _texts(documents: list[Document]) -> list[str]:
+    texts = []
+    for position, document in enumerate(documents):
+        if not isinstance(document, Document):
+            raise InvalidInputTypeError(f"document {position} must be a haystack Document; received {describe(document)}")
+        if document.content is None:
+            raise InvalidInputTypeError(
+                f"document {position} (id {document.id}) has no text: Document.content is None; "
+                "rerank text documents only (for example, filter out documents without content first)"
+            )
+        texts.append(document.content)
+    return texts
 
 
 def _ranked_documents(documents: list[Document], result: RerankResult) -> list[Document]:

@@ -11,7 +11,6 @@ from typing import Any
 
 from crossrank.adapters._common import (
     SharedEngineMixin,
-    ENGINE_DEFAULTS,
     AbstainCallback,
     arerank_texts,
     check_threshold,
@@ -22,7 +21,6 @@ from crossrank.adapters._common import (
 )
 
 from crossrank.errors import missing_dependency
-from crossrank.models.sources import DEFAULT_MODEL
 from crossrank.reranker import Reranker, Threshold
 from crossrank.results import RerankResult
 
@@ -70,15 +68,15 @@ class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    model: str = Field(default=DEFAULT_MODEL, description="Model folder, Hugging Face id or name.")
-    backend: str = "auto"
-    device: str = "cpu"
+    model: str | None = Field(default=None, description="Model folder, Hugging Face id or name (None: $CROSSRANK_MODEL, the config file, else the embedded default).")
+    backend: str | None = None
+    device: str | None = None
     max_length: int | None = None
-    long_documents: str = "select"
-    window_pooling: str = "max"
-    max_windows: int = 8
-    batch_size: int = 32
-    token_budget: int = ENGINE_DEFAULTS["token_budget"]
+    long_documents: str | None = None
+    window_pooling: str | None = None
+    max_windows: int | None = None
+    batch_size: int | None = None
+    token_budget: int | None = None
     reranker_options: dict[str, Any] = Field(default_factory=dict)
     top_n: int | None = Field(default=None, description="Documents to keep after the threshold.")
     threshold: float | str | None = Field(

@@ -9,7 +9,6 @@ from typing import Any
 
 from crossrank.adapters._common import (
     SharedEngineMixin,
-    ENGINE_DEFAULTS,
     RANK_KEY,
     RAW_SCORE_KEY,
     SCORE_KEY,
@@ -23,7 +22,6 @@ from crossrank.adapters._common import (
 )
 
 from crossrank.errors import InvalidInputError, missing_dependency
-from crossrank.models.sources import DEFAULT_MODEL
 from crossrank.reranker import Reranker, Threshold
 from crossrank.results import RerankResult
 
@@ -72,15 +70,15 @@ class CrossRankRerank(SharedEngineMixin, BaseNodePostprocessor):
         >>> engine = index.as_query_engine(node_postprocessors=[rerank])  # doctest: +SKIP
     """
 
-    model: str = Field(default=DEFAULT_MODEL, description="Model folder, Hugging Face id or name.")
-    backend: str = Field(default="auto")
-    device: str = Field(default="cpu")
-    max_length: int | None = Field(default=None)
-    long_documents: str = Field(default="select")
-    window_pooling: str = Field(default="max")
-    max_windows: int = Field(default=8)
-    batch_size: int = Field(default=32)
-    token_budget: int = Field(default=ENGINE_DEFAULTS["token_budget"])
+    model: str | None = Field(default=None, description="Model folder, Hugging Face id or name (None: $CROSSRANK_MODEL, the config file, else the embedded default).")
+    backend: str | None = None
+    device: str | None = None
+    max_length: int | None = None
+    long_documents: str | None = None
+    window_pooling: str | None = None
+    max_windows: int | None = None
+    batch_size: int | None = None
+    token_budget: int | None = None
     reranker_options: dict[str, Any] = Field(default_factory=dict)
     top_n: int | None = Field(default=None, description="Nodes to keep after the threshold.")
     threshold: float | str | None = Field(

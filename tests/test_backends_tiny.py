@@ -51,7 +51,7 @@ def test_dynamic_int8_graph_is_rewritten_and_batch_invariant(tiny_int8_model_dir
 
     pairs = _pairs()
     reranker = Reranker(str(tiny_int8_model_dir), batch_size=32).warm_up()
-    backend = reranker._load()[0]
+    backend = reranker._load().backend
     assert backend.quantization == "per-token-int8"
     assert backend.batch_invariant
     batched = reranker.score(pairs, raw=True)
@@ -68,7 +68,7 @@ def test_dynamic_int8_graph_is_rewritten_and_batch_invariant(tiny_int8_model_dir
 def test_per_tensor_activation_quantization_scores_each_pair_alone(tiny_int8_model_dir: Path) -> None:
     pairs = _pairs()
     per_tensor = Reranker(str(tiny_int8_model_dir), batch_size=32, backend_options={"activation_quantization": "per-tensor"}).warm_up()
-    backend = per_tensor._load()[0]
+    backend = per_tensor._load().backend
     assert backend.quantization == "dynamic-int8" and not backend.batch_invariant
     batched = per_tensor.score(pairs, raw=True)
     alone = np.array([per_tensor.score([p], raw=True)[0] for p in pairs])
@@ -97,7 +97,7 @@ def test_activation_quantization_option_is_validated(tiny_int8_model_dir: Path, 
         Reranker(str(folder), backend_options={"activation_quantization": "per-tensor"}).warm_up()
     # A float graph has nothing to quantize: the option leaves it as it is.
     fp32 = Reranker(str(tiny_model_dir), backend="onnx", backend_options={"activation_quantization": "per-tensor"}).warm_up()
-    assert fp32._load()[0].quantization == "none"
+    assert fp32._load().backend.quantization == "none"
 
 
 def test_rows_scored_alone_run_concurrently_with_identical_scores(tiny_int8_model_dir: Path) -> None:
@@ -107,17 +107,18 @@ def test_rows_scored_alone_run_concurrently_with_identical_scores(tiny_int8_mode
     options = {"activation_quantization": "per-tensor"}
     default = Reranker(str(tiny_int8_model_dir), backend_options=options).warm_up()
     # One call per core by default when rows run alone on the CPU.
-    assert default._load()[0].concurrent_calls == usable_cores()
+    assert default._load().backend.concurrent_calls == usable_cores()
     one = Reranker(str(tiny_int8_model_dir), backend_options={**options, "concurrent_calls": 1}).warm_up()
     three = Reranker(str(tiny_int8_model_dir), backend_options={**options, "concurrent_calls": 3}).warm_up()
-    assert one._load()[0].concurrent_calls == 1 and three._load()[0].concurrent_calls == 3
+    assert one._load().backend.concurrent_calls == 1 and three._load().backend.concurrent_calls == 3
     sequential = one.score(pairs, raw=True)
     concurrent = three.score(pairs, raw=True)
     assert concurrent.tolist() == sequential.tolist()
     # The call shapes are reported in the same order however the calls were scheduled.
     assert three.rerank(QUERIES[0], DOCS).stats.batches == one.rerank(QUERIES[0], DOCS).stats.batches
+    scorer = three._slot.current.scorer
     three.close()
-    assert three._pool_executor is None
+    assert scorer._executor is None
     assert three.score(pairs[:2], raw=True).tolist() == sequential[:2].tolist()  # loads again after close
 
 
@@ -125,9 +126,9 @@ def test_explicit_threads_or_batched_rows_keep_one_call_at_a_time(tiny_int8_mode
     from crossrank.errors import ConfigurationError
 
     threads = Reranker(str(tiny_int8_model_dir), backend_options={"activation_quantization": "per-tensor", "num_threads": 2}).warm_up()
-    assert threads._load()[0].concurrent_calls == 1
+    assert threads._load().backend.concurrent_calls == 1
     batched = Reranker(str(tiny_model_dir), backend="onnx").warm_up()
-    assert batched._load()[0].batch_invariant and batched._load()[0].concurrent_calls == 1
+    assert batched._load().backend.batch_invariant and batched._load().backend.concurrent_calls == 1
     with pytest.raises(ConfigurationError, match="concurrent_calls must be a positive int; received 0"):
         Reranker(str(tiny_model_dir), backend="onnx", backend_options={"concurrent_calls": 0}).warm_up()
 
@@ -135,7 +136,7 @@ def test_explicit_threads_or_batched_rows_keep_one_call_at_a_time(tiny_int8_mode
 def test_auto_activation_quantization_keeps_per_token_without_a_recorded_original(tiny_int8_model_dir: Path) -> None:
     reranker = Reranker(str(tiny_int8_model_dir)).warm_up()
     assert reranker.quantization == "per-token-int8"
-    assert reranker._load()[0].batch_invariant
+    assert reranker._load().backend.batch_invariant
 
 
 def test_a_calibration_fitted_under_other_settings_is_reported(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:

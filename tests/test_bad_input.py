@@ -340,7 +340,7 @@ def test_haystack_adapter_bad_input(tiny: Reranker) -> None:
     assert ranker.run(query=QUERY, documents=[])["documents"] == []
     with pytest.raises(InvalidInputError, match="query must contain"):
         ranker.run(query="", documents=docs)
-    with pytest.raises(InvalidInputTypeError, match="document 1 is None"):
+    with pytest.raises(InvalidInputTypeError, match=r"document 1 \(id .*\) has no text: Document.content is None"):
         ranker.run(query=QUERY, documents=[docs[0], HSDocument(content=None, meta={})])
     with pytest.raises(InvalidInputError, match="threshold"):
         ranker.run(query=QUERY, documents=docs, score_threshold=math.inf)

@@ -22,7 +22,7 @@ def test_evidence_past_the_first_window_is_found_only_with_windows(embedded_mode
     document = FILLER * 16 + EVIDENCE  # the evidence starts after ~430 tokens
     distractor = FILLER * 16
     truncating = Reranker(str(embedded_model_dir), max_length=128)
-    encoder = truncating._load()[1]
+    encoder = truncating._load().encoder
     evidence_start = len(encoder.tokenizer.encode(FILLER * 16, add_special_tokens=False).ids)
     assert evidence_start > 3 * 128, "the evidence must sit well past the first max_length tokens"
 
@@ -65,7 +65,7 @@ def test_long_query_is_capped_explicitly_and_document_keeps_room(tiny_model_dir:
     result = reranker.rerank("what is the capital " * 40, ["paris is the capital of france " * 20])
     assert result.stats.truncated_queries == 1
     assert result.stats.truncated_documents == 1
-    encoder = reranker._load()[1]
+    encoder = reranker._load().encoder
     segments, _ = encoder.encode(["what " * 100], ["paris " * 100], [0])
     types = segments[0].token_type_ids.tolist()
     assert types.count(0) == 16 + 2 and len(types) == 64  # [CLS] + 16 query tokens + [SEP]

@@ -80,8 +80,11 @@ def test_per_call_false_and_zero_override_the_default(tiny_model_dir: Path) -> N
     strict = Reranker(str(tiny_model_dir), threshold=1.0, top_k=1)
     assert strict.rerank("capital", DOCS).abstained
     assert len(strict.rerank("capital", DOCS, threshold=False)) == 1
-    assert len(strict.rerank("capital", DOCS, threshold=0.0, top_k=None)) == len(DOCS)
-    assert len(strict.rerank("capital", DOCS, threshold=0, top_k=None)) == len(DOCS)
+    assert len(strict.rerank("capital", DOCS, threshold=0.0, top_k=False)) == len(DOCS)
+    assert len(strict.rerank("capital", DOCS, threshold=0, top_k=False)) == len(DOCS)
+    # A per-call None (or leaving the argument out) keeps the configured value.
+    assert len(strict.rerank("capital", DOCS, threshold=0.0, top_k=None)) == 1
+    assert strict.rerank("capital", DOCS, threshold=None).abstained
 
 
 def test_calibrated_threshold_needs_a_fitted_one(reranker: Reranker, tiny_model_dir: Path) -> None:

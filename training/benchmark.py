@@ -102,6 +102,7 @@ def evaluate_models(
     from crossrank.training.retrieval import Bm25Index
 
     from crossrank import Reranker
+    from crossrank.config import RerankerConfig
     from crossrank.evaluation.cache import scorer_settings
 
     data = load_data(DataSpec(format="beir", path=str(beir_dir), split=split))
@@ -116,7 +117,7 @@ def evaluate_models(
     per_query: dict[str, list[float]] = {}
     for label, (model, options) in models.items():
         handling = {"long_documents": long_documents} if long_documents else {}
-        reranker = Reranker(str(model), max_length=max_length, **handling, **dict(options))
+        reranker = Reranker.from_config(RerankerConfig(model=str(model), max_length=max_length, **handling, **dict(options)))
         scores = _cached_scores(reranker, json.dumps(scorer_settings(reranker), sort_keys=True), pairs, cache)
         reranker.close()
         values, position = [], 0

@@ -243,9 +243,13 @@ def _dev_scores_with_reranker(
     from crossrank.training.trainer import evaluate_dev
 
     from crossrank import Reranker
+
+    from crossrank.config import RerankerConfig
     from crossrank.evaluation.cache import scorer_settings
 
-    reranker = Reranker(str(model_dir), backend="onnx", max_length=max_length, allow_download=False)
+    reranker = Reranker.from_config(
+        RerankerConfig(model=str(model_dir), backend="onnx", max_length=max_length, allow_download=False)
+    )
     try:
         value, scores = evaluate_dev(lambda pairs: np.asarray(reranker.score(pairs, raw=True)), dev_data, candidates)
         settings = scorer_settings(reranker)

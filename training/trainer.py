@@ -555,8 +555,11 @@ class _Teacher:
         if missing:
             if self._reranker is None:
                 from crossrank import Reranker
+                from crossrank.config import RerankerConfig
 
-                self._reranker = Reranker(self.config.teacher, max_length=self.config.max_length)
+                self._reranker = Reranker.from_config(
+                    RerankerConfig(model=self.config.teacher, max_length=self.config.max_length)
+                )
             scores = self._reranker.score([(data.queries[q], data.corpus[d]) for q, d in missing], raw=True)
             self.cache.update({f"{q}\t{d}": float(s) for (q, d), s in zip(missing, scores)})
             _write_json(self.file, self.cache)

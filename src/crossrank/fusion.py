@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,7 +35,7 @@ frameworks hand over either (a Haystack ``Document.score`` may be a ``numpy.floa
 
 def validate_first_stage_weight(weight: object) -> float:
     """``weight`` as a float in [0, 1], or a typed error saying what was received."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+    if isinstance(weight, bool) or type(weight).__name__ == "bool_" or not isinstance(weight, numbers.Real):
         raise InvalidInputTypeError(f"first_stage_weight must be a number in [0, 1]; received {type(weight).__name__} {weight!r}")
     value = float(weight)
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:

@@ -259,14 +259,17 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
     name, max_length = parse_configuration(spec, max_length)
     if name.startswith(MODEL_PREFIXES):
         from crossrank import Reranker
+        from crossrank.config import RerankerConfig
 
         kind, _, folder = name.partition("=")
         runtime = {"backend_options": {"activation_quantization": "per-tensor"}} if kind == "model-pertensor" else {}
-        reranker = Reranker(folder, backend="onnx", max_length=max_length,
-                            long_documents="select" if kind == "model-select" else "truncate", **runtime).warm_up()
+        reranker = Reranker.from_config(RerankerConfig(
+            model=folder, backend="onnx", max_length=max_length,
+            long_documents="select" if kind == "model-select" else "truncate", **runtime)).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name in ("crossrank", "crossrank-truncate", "crossrank-pertoken", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
         from crossrank import Reranker
+        from crossrank.config import RerankerConfig
 
         # Only what a configuration changes is passed; everything else is the Reranker default.
         changes: dict[str, dict[str, Any]] = {
@@ -281,13 +284,14 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
         settings = changes.get(name, {})
         graphs = {"crossrank-static": "static", "onnx-fp32": "fp32", "onnx-fp32-fused": "fp32-fused"}
         folder = exported_graph(model_dir, graphs[name], data_dir=data_dir, max_length=max_length) if name in graphs else model_dir
-        reranker = Reranker(str(folder), backend="onnx", max_length=max_length, **settings).warm_up()
+        reranker = Reranker.from_config(RerankerConfig(model=str(folder), backend="onnx", max_length=max_length, **settings)).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name == "crossrank-cascade":
         from crossrank import Reranker
+        from crossrank.config import RerankerConfig
 
-        first = Reranker(str(model_dir), max_length=64, long_documents="select").warm_up()
-        full = Reranker(str(model_dir), max_length=max_length, long_documents="select").warm_up()
+        first = Reranker.from_config(RerankerConfig(model=str(model_dir), max_length=64, long_documents="select")).warm_up()
+        full = Reranker.from_config(RerankerConfig(model=str(model_dir), max_length=max_length, long_documents="select")).warm_up()
 
         def cascade(query: str, texts: Sequence[str], depth: int = 10) -> np.ndarray:
             scores = first.score([(query, t) for t in texts], raw=True)
@@ -299,8 +303,9 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
         return cascade
     if name == "crossrank-torch":
         from crossrank import Reranker
+        from crossrank.config import RerankerConfig
 
-        reranker = Reranker(str(imported_fp32_model(model_dir)), backend="torch", max_length=max_length).warm_up()
+        reranker = Reranker.from_config(RerankerConfig(model=str(imported_fp32_model(model_dir)), backend="torch", max_length=max_length)).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
     if name == "sentence-transformers":
         from sentence_transformers import CrossEncoder

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.add_argument("--config", default=None, help=f"configuration file (default: ${CONFIG_ENV})")
     show.add_argument("--format", choices=("table", "json"), default="table")
     show.set_defaults(handler=run_show)
+    options = actions.add_parser("options", help="print the table of every option (Markdown, as in docs/options.md)")
+    options.set_defaults(handler=run_options)
     parser.set_defaults(handler=lambda _args: _usage(parser))
 
 
@@ -49,4 +51,11 @@ def run_show(args: argparse.Namespace) -> int:
         f"configuration file: none (set {CONFIG_ENV} or pass --config)"
     )
     sys.stdout.write("\n".join([*lines, file_line]) + "\n")
+    return 0
+
+
+def run_options(args: argparse.Namespace) -> int:
+    from crossrank.config import options_markdown
+
+    sys.stdout.write(options_markdown())
     return 0

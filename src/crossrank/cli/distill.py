@@ -82,11 +82,12 @@ def speed_pairs(teacher: str, student_folder: Path) -> list[tuple[str, str, str]
     models in the same mode.
     """
     from crossrank import DEFAULT_MODEL, Reranker
+    from crossrank.config import RerankerConfig
 
     if teacher == DEFAULT_MODEL:
         per_token, per_tensor = "crossrank-pertoken", "crossrank-truncate"
     else:
-        teacher_reranker = Reranker(teacher)
+        teacher_reranker = Reranker.from_config(RerankerConfig(model=teacher))
         teacher_folder = teacher_reranker.model_path
         teacher_reranker.close()
         per_token, per_tensor = f"model={teacher_folder}", f"model-pertensor={teacher_folder}"

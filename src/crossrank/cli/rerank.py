@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 
-from crossrank.cli.common import (
-    add_model_options,
-    parse_threshold,
-    parse_unit_interval,
-    read_jsonl_documents,
-    reranker_from_args,
-)
+from crossrank.cli.common import read_jsonl_documents, write_json
+from crossrank.cli.options import add_reranker_options, reranker_from_args
 from crossrank.fusion import retriever_scores
 from crossrank.results import RerankResult
 
@@ -27,28 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("--query", "-q", required=True)
     parser.add_argument("--documents", "-d", required=True, help="JSONL file, or - for stdin")
-    parser.add_argument("--top-k", "-k", type=int, default=None)
-    parser.add_argument("--threshold", "-t", type=parse_threshold, default=None, help="probability or 'calibrated'")
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--first-stage-weight", type=parse_unit_interval, default=None, metavar="W",
-                        help="fuse each document's \"score\" (its retriever score) into the order with this weight in [0, 1]")
-    add_model_options(parser)
+    add_reranker_options(parser, decision=True)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     documents = read_jsonl_documents(args.documents)
-    overrides = {} if args.first_stage_weight is None else {"first_stage_weight": args.first_stage_weight}
-    reranker = reranker_from_args(args, **overrides)
+    # --top-k, --threshold and --first-stage-weight are reranker options like the others: left
+    # out, they come from the environment, then the configuration file, then the defaults.
+    reranker = reranker_from_args(args)
     scores = retriever_scores(
         [d.get("score") if isinstance(d, dict) else None for d in documents],
         weight=reranker.first_stage_weight,
         where='the "score" field',
     )
-    result = reranker.rerank(args.query, documents, top_k=args.top_k, threshold=args.threshold, first_stage_scores=scores)
+    result = reranker.rerank(args.query, documents, first_stage_scores=scores)
     if args.format == "json":
-        json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        write_json(result.to_dict(), sys.stdout)  # strict JSON: NaN (disabled reranking) becomes null
     else:
         sys.stdout.write(format_table(result))
     return 0

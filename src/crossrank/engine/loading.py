@@ -1,0 +1,275 @@
+"""Load stage: from a configuration to a loaded model (backend, encoder, calibration) and its identity.
+
+:func:`load_model` resolves the model (domain registry, local folder, caches, sources), picks a
+backend through the plugin registry, builds the pair encoder and the calibration, and returns
+a :class:`LoadedModel`. :func:`scorer_identity` says what, besides the pair itself, determines
+a raw score; the runtime score cache, ``crossrank eval``'s score cache and the
+calibration-mismatch check all use it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crossrank.backends.base import BackendSpec, ScoringBackend
+from crossrank.calibration import CALIBRATION_FILENAME, Calibration, load_calibration, packaged_calibration
+from crossrank.config import RerankerConfig
+from crossrank.encoding import PairEncoder
+from crossrank.errors import BackendUnavailableError, ConfigurationError
+from crossrank.models.config import UNVERSIONED, ModelConfig
+from crossrank.quantization import activation_setting
+
+if TYPE_CHECKING:
+    import pluggy
+
+__all__ = ["LoadedModel", "load_model", "scorer_identity", "scorer_id"]
+
+logger = logging.getLogger("crossrank")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Everything a loaded reranker scores with.
+
+    Attributes:
+        backend: The scoring backend (an ONNX Runtime session, a torch module, a plugin's).
+        encoder: Turns (query, document) pairs into model rows.
+        config: The model folder's description (``crossrank.json``).
+        calibration: Maps raw logits to probabilities; may hold a fitted threshold and rule.
+        path: The model folder.
+        settings: The reranker configuration it was loaded for.
+    """
+
+    backend: ScoringBackend
+    encoder: PairEncoder
+    config: ModelConfig
+    calibration: Calibration
+    path: Path
+    settings: RerankerConfig
+    _identity: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def quantization(self) -> str:
+        """How the loaded graph quantizes: ``"per-token-int8"``, ``"dynamic-int8"`` or ``"none"``."""
+        return str(getattr(self.backend, "quantization", self.config.quantization))
+
+    @property
+    def activation_quantization(self) -> str | None:
+        """``"per-tensor"`` when a model with a per-token graph runs its per-tensor one, else None."""
+        return activation_setting(self.config.quantization, self.quantization)
+
+    @property
+    def model_id(self) -> str:
+        """``name@revision`` of the graph that really scores (``+per-tensor`` for the recorded per-tensor graph)."""
+        label = f"{self.config.name}@{self.config.revision}"
+        activation = self.activation_quantization
+        return label if activation is None else f"{label}+{activation}"
+
+    def identity(self) -> dict[str, Any]:
+        """See :func:`scorer_identity` (computed once per load)."""
+        if not self._identity:
+            self._identity.update(scorer_identity(self))
+        return dict(self._identity)
+
+    def scorer_id(self) -> str:
+        """A digest of :meth:`identity`: equal ids mean equal raw scores for equal pairs."""
+        return scorer_id(self.identity())
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def scorer_identity(loaded: LoadedModel) -> dict[str, Any]:
+    """Everything besides the (query, document) pair that determines a raw score.
+
+    The model (name, revision and the graph variant that runs), a digest of every file that
+    changes a score (weights, graph, tokenizer, configuration), the backend and device, the
+    effective lengths and long-document settings (window settings only in window mode), and,
+    for graphs whose int8 products saturate differently per CPU, the int8 instruction set.
+    """
+    settings, config, encoder = loaded.settings, loaded.config, loaded.encoder
+    windowed = settings.long_documents == "window"
+    identity: dict[str, Any] = {
+        "model": loaded.model_id,
+        "backend": loaded.backend.name,
+        "device": settings.device,
+        "max_length": encoder.max_length,
+        "max_query_length": encoder.max_query_length,
+        "long_documents": settings.long_documents,
+        "window_overlap": settings.window_overlap if windowed else None,
+        "window_pooling": settings.window_pooling if windowed else None,
+        "max_windows": settings.max_windows if windowed else None,
+        "files": files_fingerprint(loaded.path, config),
+    }
+    activation = loaded.activation_quantization
+    if activation is not None:
+        identity["activation_quantization"] = activation
+    if identity["backend"] == "onnx" and (activation == "per-tensor" or config.quantization == "static-int8"):
+        # Full-range 8-bit activations: without VNNI the int8 products saturate, so these scores
+        # depend on the CPU (see crossrank.quantization.int8_instruction_set).
+        from crossrank.quantization import int8_instruction_set
+
+        identity["int8_kernels"] = int8_instruction_set()
+    return identity
+
+
+def scorer_id(identity: Mapping[str, Any]) -> str:
+    """The SHA-256 of a scorer identity's canonical JSON."""
+    return hashlib.sha256(json.dumps(dict(identity), sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def files_fingerprint(folder: Path, config: ModelConfig) -> str:
+    """A digest of the files that change a score.
+
+    A versioned model whose ``crossrank.json`` records the SHA-256 of its files (verified on
+    load) counts by those hashes. Any other folder counts by the size and modification time of
+    its graph, weights, tokenizer and configuration files: replacing one in place changes the
+    fingerprint without hashing large files on every load.
+    """
+    digest = hashlib.sha256()
+    if config.files and config.revision != UNVERSIONED:
+        for name in sorted(config.files):
+            digest.update(f"{name}\x00{config.files[name]}\x00".encode())
+        return digest.hexdigest()
+    names = {config.onnx_file, config.torch_weights, config.tokenizer_file, "config.json", *config.files}
+    for name in sorted(n for n in names if n):
+        path = Path(folder) / name
+        if path.is_file():
+            info = path.stat()
+            digest.update(f"{name}\x00{info.st_size}\x00{info.st_mtime_ns}\x00".encode())
+    return digest.hexdigest()
+
+
+def model_to_load(settings: RerankerConfig) -> str:
+    """The domain's registered model when there is one, else ``settings.model``."""
+    if settings.domain is None:
+        return settings.model
+    from crossrank.models.domains import domain_model_path
+
+    path = domain_model_path(settings.domain)
+    if path is None:
+        logger.info("domain %r has no registered model; using %s", settings.domain, settings.model)
+        return settings.model
+    logger.debug("domain %r: using %s", settings.domain, path)
+    return str(path)
+
+
+def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | None = None) -> LoadedModel:
+    """Resolve, check and load everything ``settings`` names.
+
+    Raises:
+        ModelNotFoundError: No source has the model (the message lists where it looked).
+        ModelIntegrityError: A model file is missing or does not match its recorded hash.
+        BackendUnavailableError: No installed backend can run the model.
+        ConfigurationError: The settings do not fit the model (``max_length`` over its limit...).
+    """
+    from crossrank.models.resolve import resolve_model
+    from crossrank.plugins import backend_registry
+
+    resolved = resolve_model(model_to_load(settings), plugin_manager=plugin_manager, allow_fetch=settings.allow_download)
+    config = resolved.config
+    spec = choose_backend(settings, backend_registry(plugin_manager), config)
+    max_length = settings.max_length or config.max_length
+    if max_length > config.max_length:
+        raise ConfigurationError(f"max_length={max_length} exceeds the model's limit of {config.max_length} tokens")
+    if settings.token_budget < max_length:
+        raise ConfigurationError(
+            f"token_budget={settings.token_budget} must be at least max_length={max_length} so one full row fits"
+        )
+    encoder = PairEncoder.from_file(
+        resolved.path / config.tokenizer_file,
+        max_length=max_length,
+        max_query_length=settings.max_query_length,
+        long_documents=settings.long_documents,
+        window_overlap=settings.window_overlap,
+        max_windows=settings.max_windows,
+    )
+    backend = spec.build(resolved.path, config, settings.device, settings.backend_options)
+    calibration = _load_calibration(settings.calibration, resolved.path, config)
+    loaded = LoadedModel(backend, encoder, config, calibration, resolved.path, settings)
+    _note_calibration_mismatch(loaded)
+    logger.debug("loaded model %s (%s) from %s with backend %s", config.name, config.revision, resolved.path, spec.name)
+    return loaded
+
+
+def choose_backend(settings: RerankerConfig, registry: Mapping[str, BackendSpec], config: ModelConfig) -> BackendSpec:
+    """The backend ``settings.backend`` names, or for ``"auto"`` the best installed one that can run the model."""
+    if settings.backend != "auto":
+        spec = registry.get(settings.backend)
+        if spec is None:
+            raise BackendUnavailableError(f"unknown backend {settings.backend!r}; registered: {sorted(registry)}")
+        if not spec.is_available():
+            raise BackendUnavailableError(f"backend {settings.backend!r} is not installed: {spec.description}")
+        if not spec.can_run(config):
+            raise BackendUnavailableError(
+                f"backend {settings.backend!r} cannot run model {config.name}: it needs {spec.needs_file} weights"
+            )
+        return spec
+    candidates = sorted(registry.values(), key=lambda s: -s.priority)
+    if settings.device != "cpu":
+        # ONNX Runtime on GPU needs onnxruntime-gpu; prefer a backend that really has the device.
+        candidates.sort(key=lambda s: (s.name == "onnx" and not _ort_has_cuda(), -s.priority))
+    for spec in candidates:
+        if spec.is_available() and spec.can_run(config):
+            return spec
+    raise BackendUnavailableError(
+        f"no installed backend can run model {config.name} (onnx file: {config.onnx_file}, "
+        f"torch weights: {config.torch_weights}); registered: {sorted(registry)}"
+    )
+
+
+def _load_calibration(option: Calibration | str | Path | None, model_path: Path, config: ModelConfig) -> Calibration:
+    if isinstance(option, Calibration):
+        return option
+    if option is not None:
+        return load_calibration(option)
+    candidate = model_path / CALIBRATION_FILENAME
+    if candidate.is_file():
+        return load_calibration(candidate)
+    packaged = packaged_calibration(config)
+    if packaged is not None:
+        return load_calibration(packaged)
+    logger.info(
+        "model %s has no fitted calibration (no %s in %s): scores are a plain sigmoid of the logit, not "
+        "calibrated probabilities; fit one with 'crossrank tune'",
+        config.name,
+        CALIBRATION_FILENAME,
+        model_path,
+    )
+    return Calibration()
+
+
+def _note_calibration_mismatch(loaded: LoadedModel) -> None:
+    """Log when the calibration was fitted on scores produced differently from this reranker's."""
+    fitted = loaded.calibration.provenance.get("scorer")
+    if not isinstance(fitted, Mapping):
+        return
+    current = {
+        "max_length": loaded.encoder.max_length,
+        "long_documents": loaded.settings.long_documents,
+        "activation_quantization": loaded.activation_quantization,
+    }
+    if "int8_kernels" in fitted:
+        # Recorded only for graphs whose int8 scores depend on the CPU; compared only where recorded.
+        from crossrank.quantization import int8_instruction_set
+
+        current["int8_kernels"] = int8_instruction_set()
+    differs = {key: (fitted.get(key), value) for key, value in current.items() if fitted.get(key) != value}
+    if differs:
+        logger.info(
+            "calibration of %s was fitted on scores from other settings (fitted, now): %s; its probabilities are approximate",
+            loaded.config.name,
+            differs,
+        )
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
