@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crossrank.documents import has_visible_character
 from crossrank import CrossRankError, Document, InvalidInputError, InvalidInputTypeError, Reranker
 from crossrank.documents import clean_text
 
@@ -71,7 +72,7 @@ def test_rerank_returns_a_ranked_subset_or_a_documented_error(
         # The only reasons to refuse these inputs: a blank query, a bad top_k, a bad threshold.
         assert isinstance(exc, InvalidInputError)
         message = str(exc)
-        blank = not query.strip()
+        blank = not has_visible_character(query)
         bad_top_k = top_k is not None and top_k <= 0
         bad_threshold = isinstance(threshold, float) and (math.isnan(threshold) or not 0.0 <= threshold <= 1.0)
         assert blank or bad_top_k or bad_threshold, message
@@ -79,7 +80,7 @@ def test_rerank_returns_a_ranked_subset_or_a_documented_error(
         return
     finally:
         assert docs == before, "the input list and its documents are unchanged"
-    assert query.strip(), "a blank query must be refused"
+    assert has_visible_character(query), "a query with no visible character must be refused"
     indices = [d.index for d in result]
     assert len(indices) == len(set(indices)), "no document appears twice"
     assert set(indices) <= set(range(len(docs))), "only input documents come back"
@@ -103,9 +104,9 @@ def test_score_is_finite_in_unit_interval_or_refuses_blank_queries(tiny: Reranke
     try:
         scores = tiny.score(pairs)
     except InvalidInputError:
-        assert any(not q.strip() for q, _ in pairs)
+        assert any(not has_visible_character(q) for q, _ in pairs)
         return
-    assert all(q.strip() for q, _ in pairs)
+    assert all(has_visible_character(q) for q, _ in pairs)
     assert scores.shape == (len(pairs),)
     assert np.all(np.isfinite(scores)) and np.all((scores >= 0.0) & (scores <= 1.0))
     raw = tiny.score(pairs, raw=True)
@@ -113,7 +114,7 @@ def test_score_is_finite_in_unit_interval_or_refuses_blank_queries(tiny: Reranke
 
 
 @PROPERTY_SETTINGS
-@given(query=texts.filter(lambda t: t.strip()), docs=st.lists(texts, min_size=1, max_size=8), data=st.data())
+@given(query=texts.filter(has_visible_character), docs=st.lists(texts, min_size=1, max_size=8), data=st.data())
 def test_scores_do_not_depend_on_what_else_is_in_the_call(tiny: Reranker, query: str, docs: list, data) -> None:
     """Batch invariance: a document's score is the same alone, in any order, or with others."""
     together = {d.index: d.raw_score for d in tiny.rerank(query, docs)}

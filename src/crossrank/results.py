@@ -59,6 +59,9 @@ class RerankStats:
         windowed_documents: Documents split into several windows.
         windows: Total windows scored for windowed documents.
         truncated_queries: Queries cut at ``max_query_length``.
+        partially_scanned_documents: Documents longer than sentence selection scans
+            (``max_windows * max_length`` tokens); only their first part was considered. Each
+            is also counted in ``truncated_documents``.
         batches: Shape of each model call.
         dropped_by_threshold: Documents removed because their score was below the threshold.
         abstained: True when a threshold removed every document.
@@ -71,6 +74,9 @@ class RerankStats:
         cache_hits: Documents whose score came from the score cache instead of the model.
         best_score: Highest calibrated score before threshold and ``top_k`` (None when nothing
             was scored).
+        first_stage_weight: The weight the retriever's scores were fused into the order with
+            (0: the reranker ordered alone; ``first_stage_weight="auto"`` fuses with 0.3 when
+            every candidate carried a retriever score).
         tokenize_ms / model_ms / post_ms: Wall time split.
         total_ms: Wall time of the whole call, fallback included.
     """
@@ -81,6 +87,7 @@ class RerankStats:
     windowed_documents: int = 0
     windows: int = 0
     truncated_queries: int = 0
+    partially_scanned_documents: int = 0
     batches: list[BatchShape] = field(default_factory=list)
     dropped_by_threshold: int = 0
     abstained: bool = False
@@ -90,6 +97,7 @@ class RerankStats:
     fallback_reason: str = ""
     cache_hits: int = 0
     best_score: float | None = None
+    first_stage_weight: float = 0.0
     tokenize_ms: float = 0.0
     model_ms: float = 0.0
     post_ms: float = 0.0
@@ -103,7 +111,7 @@ class RerankResult(Sequence[ScoredDocument]):
     """Ranked documents (best first), plus whether the call abstained and its stats.
 
     Best first means by calibrated score, or by the fused score when the reranker fuses the
-    retriever's scores (``first_stage_weight`` above 0); ``rank`` follows that order.
+    retriever's scores (``result.stats.first_stage_weight`` above 0); ``rank`` follows that order.
 
     A ``RerankResult`` behaves as a read-only list of :class:`ScoredDocument`.
 

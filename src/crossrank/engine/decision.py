@@ -45,12 +45,13 @@ class Policy:
             abstention rule), or None for no cut.
         top_k: Most documents returned after the cut, or None for all that pass.
         first_stage_weight: Weight of the retriever's scores in the order of the kept
-            documents, in [0, 1]; 0 orders by the reranker alone.
+            documents, in [0, 1], or ``"auto"`` (0.3 when the query has retriever scores);
+            0 orders by the reranker alone.
     """
 
     threshold: float | str | None = None
     top_k: int | None = None
-    first_stage_weight: float = 0.0
+    first_stage_weight: float | str = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Decision:
         abstained: True when the cut or the abstention rule left nothing.
         dropped: Documents removed by the cut or the abstention rule (not by ``top_k``).
         best_score: The highest probability (None for an empty list).
+        first_stage_weight: The weight the order was fused with (0: the reranker alone).
     """
 
     order: tuple[int, ...]
@@ -74,6 +76,7 @@ class Decision:
     abstained: bool
     dropped: int
     best_score: float | None
+    first_stage_weight: float = 0.0
 
 
 def resolve_cut(threshold: float | str | None, calibration: Calibration) -> float | None:
@@ -121,10 +124,11 @@ def decide(
             kept = []
     abstained = cut is not None and not kept
     dropped = len(order) - len(kept)
-    if first_stage is not None and policy.first_stage_weight > 0.0 and kept:
-        from crossrank.fusion import fuse_scores
+    from crossrank.fusion import applied_weight, fuse_scores
 
-        fused = fuse_scores(logits, first_stage, first_stage_weight=policy.first_stage_weight)
+    weight = applied_weight(policy.first_stage_weight, first_stage is not None)
+    if weight > 0.0 and kept:
+        fused = fuse_scores(logits, first_stage, first_stage_weight=weight)  # type: ignore[arg-type]
         kept = sorted(kept, key=lambda i: (-fused[i], -probabilities[i], i))
     if policy.top_k is not None:
         kept = kept[: policy.top_k]
@@ -136,4 +140,5 @@ def decide(
         abstained=abstained,
         dropped=dropped,
         best_score=float(probabilities[order[0]]),
+        first_stage_weight=weight,
     )

@@ -31,14 +31,15 @@ def parse_requests(
     requests: object,
     first_stage_scores: object = None,
     *,
-    fusing: float = 0.0,
+    fusing: float | str = 0.0,
 ) -> list[Request]:
     """Check ``(query, documents)`` requests and their optional retriever scores.
 
     Args:
         requests: A list of ``(query, documents)`` tuples.
         first_stage_scores: None, or one entry per request: that request's scores or None.
-        fusing: The first-stage weight in force; above 0, every request needs scores.
+        fusing: The first-stage weight in force; a number above 0 needs scores for every
+            request (``"auto"`` fuses the requests that have them).
     """
     if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
         raise InvalidInputTypeError(f"requests must be a list of (query, documents) tuples; received {describe(requests)}")
@@ -62,7 +63,7 @@ def parse_requests(
         texts, metadata = normalize_documents(documents)
         scores = None if first_stage_scores is None else first_stage_scores[position]
         retrieved = _first_stage_scores(scores, len(texts), position)
-        if retrieved is None and fusing > 0.0:
+        if retrieved is None and fusing != "auto" and float(fusing) > 0.0:
             raise InvalidInputError(
                 f"first_stage_weight={fusing:g} fuses the retriever's scores into the order, so request "
                 f"{position} needs first_stage_scores (one per document); received none"

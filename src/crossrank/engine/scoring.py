@@ -47,6 +47,7 @@ class ScoringReport:
     windowed_documents: int = 0
     windows: int = 0
     truncated_queries: int = 0
+    partially_scanned_documents: int = 0
     batches: tuple[BatchShape, ...] = ()
     cache_hits: int = 0
     tokenize_ms: float = 0.0
@@ -95,7 +96,7 @@ class PairScorer:
             return Scored(np.zeros(0, dtype=np.float64))
         backend, encoder = self.loaded.backend, self.loaded.encoder
         logits = np.empty(len(texts), dtype=np.float64)
-        counts = {"pairs": 0, "truncated": 0, "windowed": 0, "windows": 0}
+        counts = {"pairs": 0, "truncated": 0, "windowed": 0, "windows": 0, "partially_scanned": 0}
         truncated_queries: set[int] = set()
         shapes: list[BatchShape] = []
         tokenize_ms = model_ms = 0.0
@@ -115,6 +116,7 @@ class PairScorer:
                 counts["truncated"] += report.truncated_documents
                 counts["windowed"] += report.windowed_documents
                 counts["windows"] += report.windows
+                counts["partially_scanned"] += report.partially_scanned_documents
                 counts["pairs"] += len(segments)
                 truncated_queries |= report.truncated_query_indices
                 encoded = time.perf_counter()
@@ -140,6 +142,7 @@ class PairScorer:
             windowed_documents=counts["windowed"],
             windows=counts["windows"],
             truncated_queries=len(truncated_queries),
+            partially_scanned_documents=counts["partially_scanned"],
             batches=tuple(shapes),
             tokenize_ms=tokenize_ms,
             model_ms=model_ms,
