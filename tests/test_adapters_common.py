@@ -387,14 +387,14 @@ def test_one_reranker_serves_every_adapter_without_reloading(embedded_model_dir:
     assert all(adapter.reranker is shared for adapter in adapters)
     assert not shared.is_loaded
     adapters[2].warm_up()  # the Haystack pipeline's warm-up step
-    loaded = shared._loaded
+    loaded = shared._slot.current
     assert loaded is not None
     for driver, adapter in zip(DRIVERS, adapters):
         adapter.warm_up()
         ranked = driver.call(adapter, MOUNTAIN_QUESTION, driver.wrap(CORPUS, METADATA))
         assert ranked[0].text == CORPUS[MOUNTAIN_ANSWER]
     # The same backend, tokenizer and calibration objects: the model was loaded exactly once.
-    assert shared._loaded is loaded
+    assert shared._slot.current is loaded
 
 
 def test_options_build_the_reranker(driver: Driver, embedded_model_dir: Path) -> None:

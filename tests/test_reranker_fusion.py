@@ -39,8 +39,12 @@ def test_the_fused_order_is_the_interpolation_of_per_query_z_scores(tiny: Path) 
         # Only the order changes: each document keeps the reranker's own probability and logit.
         assert {d.index: (d.score, d.raw_score) for d in fused} == {d.index: (d.score, d.raw_score) for d in plain}
     assert _order(Reranker(str(tiny), first_stage_weight=1.0).rerank(QUERY, DOCS, first_stage_scores=RETRIEVED)) == [1, 2, 4, 0, 3]
-    # Weight 0 (the default) ranks by the reranker alone, with or without the retriever's scores.
-    assert _order(Reranker(str(tiny)).rerank(QUERY, DOCS, first_stage_scores=RETRIEVED)) == _order(plain)
+    # Weight 0 ranks by the reranker alone, with or without the retriever's scores.
+    assert _order(Reranker(str(tiny), first_stage_weight=0).rerank(QUERY, DOCS, first_stage_scores=RETRIEVED)) == _order(plain)
+    # The default, "auto", fuses with 0.3 when the scores are given and ranks alone when they are not.
+    auto = Reranker(str(tiny)).rerank(QUERY, DOCS, first_stage_scores=RETRIEVED)
+    assert _order(auto) == np.argsort(-fuse_scores(logits, RETRIEVED, first_stage_weight=0.3), kind="stable").tolist()
+    assert auto.stats.first_stage_weight == 0.3 and plain.stats.first_stage_weight == 0.0
 
 
 def test_threshold_and_top_k_apply_as_without_fusion(tiny: Path) -> None:

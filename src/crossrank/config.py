@@ -263,12 +263,18 @@ def check_top_k(name: str, value: object) -> int | None:
         raise type(exc)(str(exc).replace("top_k", name)) from None
 
 
-def _check_weight(name: str, value: object) -> float:
+def _parse_weight(name: str, value: object) -> float | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return _parse_float(name, value)
+
+
+def _check_weight(name: str, value: object) -> float | str:
     from crossrank.errors import InvalidInputError, InvalidInputTypeError
     from crossrank.fusion import validate_first_stage_weight
 
     try:
-        return validate_first_stage_weight(value)
+        return validate_first_stage_weight(plain_number(value), allow_auto=True)
     except (InvalidInputError, InvalidInputTypeError) as exc:
         raise ConfigurationError(str(exc)) from None
 
@@ -435,7 +441,7 @@ class RerankerConfig:
     # decision
     threshold: float | str | None = _option(None, _parse_threshold, check_threshold, "probability, 'calibrated' or none", "decision", cli=True)
     top_k: int | None = _option(None, _parse_optional_int, check_top_k, "documents returned per call (none: all)", "decision", cli=True)
-    first_stage_weight: float = _option(0.0, _parse_float, _check_weight, "weight of the retriever's scores in the final order (0: reranker alone)", "decision", cli=True)
+    first_stage_weight: float | str = _option("auto", _parse_weight, _check_weight, "weight of the retriever's scores in the final order: 'auto' fuses with 0.3 when every candidate has a retriever score, 0 reranks alone", "decision", cli=True)
     # serving
     disabled: bool = _option(False, _parse_bool, _check_bool, "pass documents through untouched, in input order", "serving")
     fallback: Any = _option(None, _parse_optional_text, _check_fallback, "model served when the primary fails, times out or is unsure", "serving")

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from collections.abc import Sequence
@@ -26,37 +27,74 @@ import numpy as np
 
 from crossrank.errors import InvalidInputError, InvalidInputTypeError, describe
 
-__all__ = ["SCORE_TYPES", "fuse_scores", "retriever_scores", "validate_first_stage_weight", "zscore"]
+__all__ = [
+    "AUTO",
+    "AUTO_WEIGHT",
+    "SCORE_TYPES",
+    "applied_weight",
+    "fuse_scores",
+    "retriever_scores",
+    "validate_first_stage_weight",
+    "zscore",
+]
+
+logger = logging.getLogger("crossrank")
+
+AUTO = "auto"
+"""``first_stage_weight="auto"`` (the default): fuse with :data:`AUTO_WEIGHT` when every
+candidate carries a finite retriever score, rerank alone otherwise."""
+
+AUTO_WEIGHT = 0.3
+"""The weight ``"auto"`` fuses with: chosen on SciFact train claims; on SciFact test, Cranfield
+and two collections never used in development it did not lower nDCG@10 (BENCHMARKS.md)."""
 
 SCORE_TYPES = (int, float, np.integer, np.floating)
 """What counts as a number for a retriever score (bool excluded): Python's and NumPy's, since
 frameworks hand over either (a Haystack ``Document.score`` may be a ``numpy.float32``)."""
 
 
-def validate_first_stage_weight(weight: object) -> float:
-    """``weight`` as a float in [0, 1], or a typed error saying what was received."""
+def validate_first_stage_weight(weight: object, *, allow_auto: bool = False) -> float | str:
+    """``weight`` as a float in [0, 1] (or ``"auto"`` where allowed), or a typed error saying what was received."""
+    if allow_auto and isinstance(weight, str) and weight.strip().lower() == AUTO:
+        return AUTO
     if isinstance(weight, bool) or type(weight).__name__ == "bool_" or not isinstance(weight, numbers.Real):
-        raise InvalidInputTypeError(f"first_stage_weight must be a number in [0, 1]; received {type(weight).__name__} {weight!r}")
+        expected = "a number in [0, 1] or 'auto'" if allow_auto else "a number in [0, 1]"
+        raise InvalidInputTypeError(f"first_stage_weight must be {expected}; received {type(weight).__name__} {weight!r}")
     value = float(weight)
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise InvalidInputError(f"first_stage_weight must be in [0, 1]; received {weight!r}")
     return value
 
 
-def retriever_scores(values: Sequence[object], *, weight: float, where: str) -> list[float] | None:
+def applied_weight(weight: float | str, has_scores: bool) -> float:
+    """The weight a query is fused with: ``"auto"`` is :data:`AUTO_WEIGHT` when the query has scores, else 0."""
+    if weight == AUTO:
+        return AUTO_WEIGHT if has_scores else 0.0
+    return float(weight) if has_scores else 0.0
+
+
+def retriever_scores(values: Sequence[object], *, weight: float | str, where: str) -> list[float] | None:
     """The retriever's scores read from each document's own field, when ``weight`` fuses them.
 
     ``values`` holds what each document carries there (None where it has nothing); ``where``
     names that field for the error. With ``weight`` 0 they are not read at all and the result is
-    None. Otherwise a document without a finite number is an error that names the document,
-    never a silent fall-back to the reranker alone.
+    None. With ``"auto"``, they are used when every document has a finite number, and otherwise
+    the reranker orders alone (a DEBUG line says why). With a weight above 0, a document without
+    a finite number is an error that names the document, never a silent fall-back to the
+    reranker alone.
     """
-    if weight <= 0.0:
+    if weight != AUTO and float(weight) <= 0.0:
         return None
     missing = [
         i for i, value in enumerate(values)
         if isinstance(value, bool) or not isinstance(value, SCORE_TYPES) or not math.isfinite(value)
     ]
+    if missing and weight == AUTO:
+        logger.debug(
+            "first_stage_weight='auto': %d of %d documents have no finite number in %s, so the reranker orders alone",
+            len(missing), len(values), where,
+        )
+        return None
     if missing:
         raise InvalidInputError(
             f"first_stage_weight={weight:g} fuses the retriever's scores into the order, "

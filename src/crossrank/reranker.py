@@ -341,8 +341,9 @@ class Reranker:
                 probability; ``"calibrated"`` applies the model's fitted rule. ``None`` (or
                 leaving it out) keeps the configured value; ``False`` switches it off.
             first_stage_scores: The retriever's score of each document, in the same order
-                (any scale, higher is better). Needed when ``first_stage_weight`` is above 0,
-                which then fuses them into the order; with weight 0 they do not change it.
+                (any scale, higher is better). With the default ``first_stage_weight="auto"``
+                they are fused into the order with weight 0.3 when given; a numeric weight
+                above 0 needs them; with weight 0 they do not change the order.
 
         Returns:
             A :class:`~crossrank.RerankResult`; ``result.abstained`` is True when the
