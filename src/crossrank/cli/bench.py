@@ -14,7 +14,14 @@ import sys
 
 __all__ = ["BENCH_MODULES", "register"]
 
-BENCH_MODULES: tuple[str, ...] = ("crossrank.benchmarks.reliability", "crossrank.benchmarks.speed")
+BENCH_MODULES: tuple[str, ...] = (
+    "crossrank.benchmarks.reliability",
+    "crossrank.benchmarks.speed",
+    "crossrank.benchmarks.revisions",
+    "crossrank.benchmarks.serving",
+    "crossrank.benchmarks.feedback",
+    "crossrank.benchmarks.documents",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
