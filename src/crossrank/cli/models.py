@@ -49,7 +49,12 @@ def run_list(args: argparse.Namespace) -> int:
     out = [f"model cache: {models_dir()}", "", "cached:"]
     out += [f"  {m.config.name}  ({m.config.revision}, license {m.config.license})\n    origin: {m.config.origin}" for m in cached] or ["  (none)"]
     out += ["", "available from registered sources:"]
-    out += [f"  {e['name']}  [{e['source']}, license {e['license']}] {e['description']}" for e in available] or ["  (none)"]
+    out += [
+        f"  {e['name']}  [{e['source']}, license {e['license']}"
+        + (f", {e['size_mb']:g} MB download" if e.get("size_mb") else "")
+        + f"] {e['description']}"
+        for e in available
+    ] or ["  (none)"]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
 

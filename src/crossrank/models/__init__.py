@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from crossrank.models.config import ModelConfig
+from crossrank.models.files import model_fingerprint
 from crossrank.models.resolve import resolve_model
 from crossrank.models.sources import ModelSource
 
-__all__ = ["ModelConfig", "ModelSource", "resolve_model"]
+__all__ = ["ModelConfig", "ModelSource", "model_fingerprint", "resolve_model"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
-from crossrank.models.files import atomic_write_text, sha256_file
+from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError, describe
+from crossrank.models.files import atomic_write_text, cached_sha256
 
 __all__ = ["ModelConfig", "MODEL_CONFIG_FILENAME", "QUANTIZATION_KINDS", "UNVERSIONED"]
 
@@ -21,6 +22,12 @@ UNVERSIONED = "unversioned"
 QUANTIZATION_KINDS = ("none", "dynamic-int8", "per-token-int8", "static-int8")
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
 _TORCH_WEIGHTS = ("model.safetensors",)
+_SHA256 = re.compile(r"[0-9a-f]{1,64}")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -60,25 +67,57 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigurationError(f"model name must be a non-empty str; received {self.name!r}")
+        for name in ("name", "tokenizer_file", "revision"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{name} must be a non-empty string; received {_short(value)}")
+        for name in ("onnx_file", "torch_weights", "license", "origin"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{name} must be a non-empty string or null; received {_short(value)}")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
-            raise ConfigurationError(f"max_length must be an int >= 8; received {self.max_length!r}")
-        if self.quantization not in QUANTIZATION_KINDS:
+            raise ConfigurationError(f"max_length must be an int >= 8; received {_short(self.max_length)}")
+        if not isinstance(self.quantization, str) or self.quantization not in QUANTIZATION_KINDS:
             raise ConfigurationError(
-                f"quantization must be one of {QUANTIZATION_KINDS}; received {self.quantization!r}"
+                f"quantization must be one of {QUANTIZATION_KINDS}; received {_short(self.quantization)}"
             )
-        for rel in (self.tokenizer_file, self.onnx_file, self.torch_weights, *self.files):
-            if rel is not None and (Path(rel).is_absolute() or ".." in Path(rel).parts):
-                raise ConfigurationError(f"model file paths must stay inside the model folder; received {rel!r}")
+        if not isinstance(self.files, dict):
+            raise ConfigurationError(
+                f"files must be an object mapping file paths to sha256 hex digests; received {_short(self.files)}"
+            )
+        for rel, digest in self.files.items():
+            if not isinstance(rel, str) or not rel:
+                raise ConfigurationError(f"files has a key that is not a file path: {_short(rel)}")
+            if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+                raise ConfigurationError(
+                    f"files[{rel!r}] must be a sha256 hex digest (lower-case 0-9a-f); received {_short(digest)}"
+                )
+        if not isinstance(self.extra, dict):
+            raise ConfigurationError(f"extra must be an object; received {_short(self.extra)}")
+        for key in ("original_graph", "notice"):
+            value = self.extra.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"extra.{key} must be a file path string; received {_short(value)}")
+        paths = {"tokenizer_file": self.tokenizer_file, "onnx_file": self.onnx_file, "torch_weights": self.torch_weights}
+        paths.update({f"files[{rel!r}]": rel for rel in self.files})
+        paths.update({f"extra.{k}": self.extra.get(k) for k in ("original_graph", "notice")})
+        for where, rel in paths.items():
+            if rel is not None and (Path(rel).is_absolute() or ".." in Path(rel).parts or "\x00" in rel):
+                raise ConfigurationError(
+                    f"{where}: model file paths must stay inside the model folder; received {rel!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": MODEL_CONFIG_FORMAT, "version": MODEL_CONFIG_VERSION, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        if not isinstance(data, Mapping) or data.get("format") != MODEL_CONFIG_FORMAT:
-            raise ConfigurationError(f"not a crossrank model config: expected format={MODEL_CONFIG_FORMAT!r}")
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"not a crossrank model config: expected a JSON object; received {describe(data)}")
+        if data.get("format") != MODEL_CONFIG_FORMAT:
+            raise ConfigurationError(
+                f"not a crossrank model config: expected format={MODEL_CONFIG_FORMAT!r}; received {describe(data.get('format'))}"
+            )
         if data.get("version") != MODEL_CONFIG_VERSION:
             raise ConfigurationError(
                 f"unsupported model config version: expected {MODEL_CONFIG_VERSION}, received {data.get('version')!r}"
@@ -86,11 +125,10 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known - {"format", "version"}
         if unknown:
-            raise ConfigurationError(f"unknown keys in model config: {sorted(unknown)}")
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise ConfigurationError(f"invalid model config: {exc}") from None
+            raise ConfigurationError(f"unknown keys in model config: {sorted(map(str, unknown))}")
+        if "name" not in data:
+            raise ConfigurationError("name is missing: every model config names its model")
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, folder: str | Path) -> Path:
         return atomic_write_text(
@@ -105,12 +143,12 @@ class ModelConfig:
         if path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
                 raise ModelIntegrityError(f"cannot read model config {path}: {exc}") from None
             try:
                 return cls.from_dict(data)
             except ConfigurationError as exc:
-                raise ConfigurationError(f"{path}: {exc}") from None
+                raise ConfigurationError(f"model config {path}: {exc}") from None
         return cls.detect(folder, name=name)
 
     @classmethod
@@ -129,9 +167,16 @@ class ModelConfig:
         hf_config = folder / "config.json"
         if hf_config.is_file():
             try:
-                max_length = int(json.loads(hf_config.read_text()).get("max_position_embeddings", 512))
-            except (OSError, ValueError, json.JSONDecodeError) as exc:
+                hf_data = json.loads(hf_config.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError) as exc:
                 raise ModelIntegrityError(f"cannot read {hf_config}: {exc}") from None
+            if not isinstance(hf_data, dict):
+                raise ModelIntegrityError(f"{hf_config} must hold a JSON object; received {_short(hf_data)}")
+            max_length = hf_data.get("max_position_embeddings", 512)
+            if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
+                raise ModelIntegrityError(
+                    f"{hf_config}: max_position_embeddings must be an int >= 8; received {_short(max_length)}"
+                )
         return cls(
             name=name or folder.name,
             onnx_file=onnx_file,
@@ -139,8 +184,19 @@ class ModelConfig:
             max_length=max_length,
         )
 
-    def verify(self, folder: str | Path, only: tuple[str, ...] | None = None) -> None:
-        """Check that recorded files exist and match their sha256; raise naming the file."""
+    def verify(self, folder: str | Path, only: tuple[str | None, ...] | None = None) -> None:
+        """Check that recorded files exist and match their sha256; raise naming the file.
+
+        Hashes are computed once per file version per process (see
+        :func:`crossrank.models.files.cached_sha256`), so verifying a model again is cheap.
+
+        Args:
+            folder: The model folder.
+            only: Check only these recorded files (default: every file in ``files``).
+
+        Raises:
+            ModelIntegrityError: A recorded file is missing, unreadable or has another hash.
+        """
         folder = Path(folder)
         for rel, expected in self.files.items():
             if only is not None and rel not in only:
@@ -148,7 +204,10 @@ class ModelConfig:
             path = folder / rel
             if not path.is_file():
                 raise ModelIntegrityError(f"model file {path} is missing")
-            actual = sha256_file(path)
+            try:
+                actual = cached_sha256(path)
+            except OSError as exc:
+                raise ModelIntegrityError(f"cannot read model file {path}: {exc}") from None
             if actual != expected:
                 raise ModelIntegrityError(
                     f"model file {path} is corrupt or was modified: sha256 {actual} != recorded {expected}. "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
-from crossrank.models.files import atomic_write_text, crossrank_home
+from crossrank.models.files import atomic_write_text, crossrank_home, ensure_directory
 
 __all__ = ["domain_model_path", "domains_file", "list_domains", "register_domain", "remove_domain", "validate_domain_name"]
 
@@ -68,7 +68,7 @@ def register_domain(
     source = Path(model_dir)
     if not (source / "tokenizer.json").is_file():
         raise ModelNotFoundError(f"{source} is not a model folder (no tokenizer.json)")
-    target = crossrank_home() / "domains" / name
+    target = ensure_directory(crossrank_home() / "domains", "the domain registry") / name
     tmp = target.with_name(f".{name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
