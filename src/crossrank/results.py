@@ -77,6 +77,10 @@ class RerankStats:
         first_stage_weight: The weight the retriever's scores were fused into the order with
             (0: the reranker ordered alone; ``first_stage_weight="auto"`` fuses with 0.3 when
             every candidate carried a retriever score).
+        score_drift: The population stability index between the top scores of the last
+            queries and those the calibration was fitted on (see :mod:`crossrank.drift`);
+            above 0.2 the calibration may be off for these queries. None until the window is
+            full, or when the calibration records no reference.
         tokenize_ms / model_ms / post_ms: Wall time split.
         total_ms: Wall time of the whole call, fallback included.
     """
@@ -98,6 +102,7 @@ class RerankStats:
     cache_hits: int = 0
     best_score: float | None = None
     first_stage_weight: float = 0.0
+    score_drift: float | None = None
     tokenize_ms: float = 0.0
     model_ms: float = 0.0
     post_ms: float = 0.0

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from crossrank.backends.base import BackendSpec, ScoringBackend
 from crossrank.calibration import CALIBRATION_FILENAME, Calibration, load_calibration, packaged_calibration
 from crossrank.config import RerankerConfig
+from crossrank.drift import DriftMonitor, monitor_for
 from crossrank.encoding import PairEncoder
 from crossrank.errors import BackendUnavailableError, ConfigurationError
 from crossrank.models.config import UNVERSIONED, ModelConfig
@@ -44,6 +45,8 @@ class LoadedModel:
         calibration: Maps raw logits to probabilities; may hold a fitted threshold and rule.
         path: The model folder.
         settings: The reranker configuration it was loaded for.
+        drift: Watches the top scores of served queries against the calibration's fitting
+            data (None when the calibration records no large enough reference).
     """
 
     backend: ScoringBackend
@@ -52,6 +55,7 @@ class LoadedModel:
     calibration: Calibration
     path: Path
     settings: RerankerConfig
+    drift: DriftMonitor | None = None
     _identity: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -192,7 +196,8 @@ def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | 
     )
     backend = spec.build(resolved.path, config, settings.device, settings.backend_options)
     calibration = _load_calibration(settings.calibration, resolved.path, config)
-    loaded = LoadedModel(backend, encoder, config, calibration, resolved.path, settings)
+    drift = monitor_for(calibration.provenance, name=config.name)
+    loaded = LoadedModel(backend, encoder, config, calibration, resolved.path, settings, drift)
     _note_calibration_mismatch(loaded)
     logger.debug("loaded model %s (%s) from %s with backend %s", config.name, config.revision, resolved.path, spec.name)
     return loaded

@@ -87,6 +87,7 @@ def build_result(
         cache_hits=report.cache_hits,
         best_score=decision.best_score,
         first_stage_weight=decision.first_stage_weight,
+        score_drift=None if loaded.drift is None else loaded.drift.observe(float(np.max(logits))),
         tokenize_ms=report.tokenize_ms,
         model_ms=report.model_ms,
         post_ms=(time.perf_counter() - started) * 1000,
