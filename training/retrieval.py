@@ -14,7 +14,8 @@ __all__ = ["Bm25Index", "DenseIndex"]
 class Bm25Index:
     """BM25 over a corpus (``bm25s``), returning document ids with scores.
 
-    ``stemmer`` is ``"english"`` (Snowball), ``"porter"`` or ``"none"``, as for evaluation candidates.
+    ``stemmer`` is ``"english"`` (Snowball), ``"porter"`` or ``"none"``, as for evaluation candidates;
+    ``k1``, ``b`` and the stopwords are the evaluation's (:data:`crossrank.evaluation.candidates.BM25_K1`...).
 
     Example:
         >>> index = Bm25Index({"d1": "paris is the capital of france", "d2": "berlin"})  # doctest: +SKIP
@@ -27,20 +28,21 @@ class Bm25Index:
             import bm25s
         except ImportError:
             raise missing_dependency("bm25s", "train", "BM25 negative mining") from None
-        from crossrank.evaluation.candidates import load_stemmer
+        from crossrank.evaluation.candidates import BM25_B, BM25_K1, BM25_STOPWORDS, load_stemmer
 
         self._bm25s = bm25s
         self._stemmer = load_stemmer(stemmer)
         self.ids = list(corpus)
-        self.retriever = bm25s.BM25()
+        self._stopwords = BM25_STOPWORDS
+        self.retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
         texts = [corpus[i] for i in self.ids]
-        self.retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, show_progress=False), show_progress=False)
+        self.retriever.index(bm25s.tokenize(texts, stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False), show_progress=False)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         k = min(k, len(self.ids))
         if not queries or k < 1:
             return [[] for _ in queries]
-        tokens = self._bm25s.tokenize(list(queries), stopwords="en", stemmer=self._stemmer, show_progress=False)
+        tokens = self._bm25s.tokenize(list(queries), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
         indices, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
         return [
             [(self.ids[int(i)], float(s)) for i, s in zip(row, row_scores) if float(s) > 0]

@@ -123,7 +123,7 @@ def validate_rule(rule: object, where: str = "abstention") -> dict[str, Any]:
         raise _field_error(f"{where}.features", f"a feature is listed twice: {features}")
     if not isinstance(weights, list) or len(weights) != len(features):
         raise _field_error(
-            f"{where}.weights", f"expected a list with one weight per feature ({len(features)}); received {describe(weights)}"
+            f"{where}.weights", f"expected a list with one finite weight per feature ({len(features)}); received {describe(weights)}"
         )
     checked = [_number(weight, f"{where}.weights[{position}]") for position, weight in enumerate(weights)]
     bias = _number(rule["bias"], f"{where}.bias")

@@ -42,7 +42,7 @@ LOGISTIC = {"kind": "logistic", "features": ["top_logit", "gap_logit"], "weights
         (_calibration({**LOGISTIC, "weights": [1e308, 1.0]}), "abstention.weights", "non-finite"),
         (_calibration({**LOGISTIC, "weights": [1.0, float("nan")]}), "abstention.weights[1]", "finite number"),
         (_calibration({**LOGISTIC, "weights": [1.0, True]}), "abstention.weights[1]", "received bool"),
-        (_calibration({**LOGISTIC, "weights": [1.0]}), "abstention.weights", "one weight per feature"),
+        (_calibration({**LOGISTIC, "weights": [1.0]}), "abstention.weights", "one finite weight per feature"),
         (_calibration({**LOGISTIC, "features": ["top_logit", "os.system"]}), "abstention.features[1]", "unknown feature 'os.system'"),
         (_calibration({**LOGISTIC, "features": ["top_logit", "top_logit"]}), "abstention.features", "twice"),
         (_calibration({**LOGISTIC, "min_probability": None}), "abstention.min_probability", "received NoneType"),

@@ -23,15 +23,20 @@ from crossrank.config import RerankerConfig
 from crossrank.drift import DriftMonitor, monitor_for
 from crossrank.encoding import PairEncoder
 from crossrank.errors import BackendUnavailableError, ConfigurationError
+from crossrank.families import ModelFamily, ModelFiles, model_lengths, resolve_family
 from crossrank.models.config import UNVERSIONED, ModelConfig
 from crossrank.quantization import activation_setting
 
 if TYPE_CHECKING:
     import pluggy
 
-__all__ = ["LoadedModel", "load_model", "scorer_identity", "scorer_id"]
+    from crossrank.models.resolve import ResolvedModel
+
+__all__ = ["LoadedModel", "PreparedModel", "load_model", "prepare_model", "scorer_identity", "scorer_id"]
 
 logger = logging.getLogger("crossrank")
+
+_DEFAULT_TOKEN_BUDGET: int = RerankerConfig.__dataclass_fields__["token_budget"].default
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,13 @@ class LoadedModel:
         config: The model folder's description (``crossrank.json``).
         calibration: Maps raw logits to probabilities; may hold a fitted threshold and rule.
         path: The model folder.
-        settings: The reranker configuration it was loaded for.
+        settings: The reranker configuration it was loaded for (``token_budget`` raised to
+            ``max_length`` where the default budget was below it).
         drift: Watches the top scores of served queries against the calibration's fitting
             data (None when the calibration records no large enough reference).
+        family: The model family that encodes pairs and scores them (see :mod:`crossrank.families`).
+        instruction: The instruction in the family's prompt (None for families without one).
+        position_limit: The longest row the model's position table holds.
     """
 
     backend: ScoringBackend
@@ -56,7 +65,15 @@ class LoadedModel:
     path: Path
     settings: RerankerConfig
     drift: DriftMonitor | None = None
+    family: ModelFamily | None = None
+    instruction: str | None = None
+    position_limit: int | None = None
     _identity: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def token_budget(self) -> int:
+        """The token budget batches are planned with: at least one full row."""
+        return self.settings.token_budget
 
     @property
     def quantization(self) -> str:
@@ -92,7 +109,8 @@ class LoadedModel:
 def scorer_identity(loaded: LoadedModel) -> dict[str, Any]:
     """Everything besides the (query, document) pair that determines a raw score.
 
-    The model (name, revision and the graph variant that runs), a digest of every file that
+    The model (name, revision and the graph variant that runs), its family and the instruction
+    in the family's prompt, a digest of every file that
     changes a score (weights, graph, tokenizer, configuration), the backend and device, the
     effective lengths and long-document settings (window settings only in window mode), and,
     for graphs whose int8 products saturate differently per CPU, the int8 instruction set.
@@ -100,7 +118,10 @@ def scorer_identity(loaded: LoadedModel) -> dict[str, Any]:
     settings, config, encoder = loaded.settings, loaded.config, loaded.encoder
     windowed = settings.long_documents == "window"
     identity: dict[str, Any] = {
-        "model": loaded.model_id,
+        # The weights by name and revision; the graph variant that runs is "activation_quantization".
+        "model": f"{config.name}@{config.revision}",
+        "family": loaded.family.name if loaded.family is not None else None,
+        "instruction": loaded.instruction,
         "backend": loaded.backend.name,
         "device": settings.device,
         "max_length": encoder.max_length,
@@ -109,7 +130,7 @@ def scorer_identity(loaded: LoadedModel) -> dict[str, Any]:
         "window_overlap": settings.window_overlap if windowed else None,
         "window_pooling": settings.window_pooling if windowed else None,
         "max_windows": settings.max_windows if windowed else None,
-        "files": files_fingerprint(loaded.path, config),
+        "model_fingerprint": files_fingerprint(loaded.path, config),
     }
     activation = loaded.activation_quantization
     if activation is not None:
@@ -164,8 +185,93 @@ def model_to_load(settings: RerankerConfig) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class PreparedModel:
+    """A resolved model with its family and pair encoder, before any backend runs it.
+
+    Attributes:
+        path: The model folder.
+        config: Its ``crossrank.json`` (or detected description).
+        files: What its files say about it (``config.json``, tokenizer and sentence-transformers settings).
+        family: The family that encodes and scores it.
+        instruction: The instruction in the family's prompt (None without one).
+        encoder: The pair encoder for these settings.
+        limit: The longest row the model accepts.
+        settings: The settings it was prepared for (the default ``token_budget`` raised to
+            ``max_length`` where that is longer).
+    """
+
+    path: Path
+    config: ModelConfig
+    files: ModelFiles
+    family: ModelFamily
+    instruction: str | None
+    encoder: PairEncoder
+    limit: int
+    settings: RerankerConfig
+
+
+def prepare_model(
+    settings: RerankerConfig, plugin_manager: pluggy.PluginManager | None = None, *, resolved: ResolvedModel | None = None
+) -> PreparedModel:
+    """Resolve the model ``settings`` names, choose its family and build its pair encoder.
+
+    The family is ``settings.family``, else the one the folder's ``crossrank.json`` records, else
+    the one the table of known model ids names, else the one its files show (``resolved``: an
+    already located model, e.g. a training checkpoint read as it is). ``max_length``
+    defaults to what the model's own code uses (capped at 512 tokens) and never exceeds its
+    position table; the default ``token_budget`` grows to ``max_length`` when that is longer.
+
+    Raises:
+        ModelNotFoundError: No source has the model (the message lists where it looked).
+        ConfigurationError: An unknown family, a language model no family claims, or settings
+            that do not fit the model (``max_length`` over its limit...).
+    """
+    from crossrank.models.resolve import resolve_model
+    from crossrank.plugins import family_registry
+
+    requested = model_to_load(settings)
+    if resolved is None:
+        resolved = resolve_model(requested, plugin_manager=plugin_manager, allow_fetch=settings.allow_download)
+    config = resolved.config
+    files = ModelFiles.read(resolved.path)
+    family = resolve_family(
+        family_registry(plugin_manager), files, requested=settings.family, recorded=config.family,
+        names=(requested, settings.model, config.name),
+    )
+    instruction = family.instruction_for(settings.instruction if settings.instruction is not None else config.instruction)
+    limit, default_length, source = model_lengths(files, config.max_length, family=family)
+    max_length = settings.max_length or default_length
+    if max_length > limit:
+        raise ConfigurationError(
+            f"max_length={max_length} exceeds the model's limit of {limit} tokens"
+            + (f" (its position table holds {files.position_limit})" if files.position_limit == limit else "")
+        )
+    if settings.token_budget < max_length:
+        if settings.token_budget != _DEFAULT_TOKEN_BUDGET:
+            raise ConfigurationError(
+                f"token_budget={settings.token_budget} must be at least max_length={max_length} so one full row fits"
+            )
+        # The default budget follows a longer max_length: one full row always fits a call.
+        logger.debug("token_budget follows max_length=%d (default budget %d)", max_length, settings.token_budget)
+        settings = settings.replace(token_budget=max_length)
+    if settings.max_length is None:
+        logger.debug("max_length %d from %s (model limit %d)", max_length, source, limit)
+    tokenizer = _load_tokenizer(resolved.path / config.tokenizer_file)
+    encoder = PairEncoder(
+        tokenizer,
+        max_length=max_length,
+        max_query_length=settings.max_query_length,
+        long_documents=settings.long_documents,
+        window_overlap=settings.window_overlap,
+        max_windows=settings.max_windows,
+        layout=family.layout(tokenizer, files, instruction=instruction),
+    )
+    return PreparedModel(resolved.path, config, files, family, instruction, encoder, limit, settings)
+
+
 def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | None = None) -> LoadedModel:
-    """Resolve, check and load everything ``settings`` names.
+    """Resolve, check and load everything ``settings`` names (see :func:`prepare_model`).
 
     Raises:
         ModelNotFoundError: No source has the model (the message lists where it looked).
@@ -173,34 +279,35 @@ def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | 
         BackendUnavailableError: No installed backend can run the model.
         ConfigurationError: The settings do not fit the model (``max_length`` over its limit...).
     """
-    from crossrank.models.resolve import resolve_model
     from crossrank.plugins import backend_registry
 
-    resolved = resolve_model(model_to_load(settings), plugin_manager=plugin_manager, allow_fetch=settings.allow_download)
-    config = resolved.config
+    prepared = prepare_model(settings, plugin_manager)
+    config, family, settings = prepared.config, prepared.family, prepared.settings
     spec = choose_backend(settings, backend_registry(plugin_manager), config)
-    max_length = settings.max_length or config.max_length
-    if max_length > config.max_length:
-        raise ConfigurationError(f"max_length={max_length} exceeds the model's limit of {config.max_length} tokens")
-    if settings.token_budget < max_length:
-        raise ConfigurationError(
-            f"token_budget={settings.token_budget} must be at least max_length={max_length} so one full row fits"
-        )
-    encoder = PairEncoder.from_file(
-        resolved.path / config.tokenizer_file,
-        max_length=max_length,
-        max_query_length=settings.max_query_length,
-        long_documents=settings.long_documents,
-        window_overlap=settings.window_overlap,
-        max_windows=settings.max_windows,
-    )
-    backend = spec.build(resolved.path, config, settings.device, settings.backend_options)
-    calibration = _load_calibration(settings.calibration, resolved.path, config)
+    backend = spec.build(prepared.path, config, settings.device, settings.backend_options, family=family)
+    calibration = _load_calibration(settings.calibration, prepared.path, config, family.probability_note(prepared.files))
     drift = monitor_for(calibration.provenance, name=config.name)
-    loaded = LoadedModel(backend, encoder, config, calibration, resolved.path, settings, drift)
+    loaded = LoadedModel(
+        backend, prepared.encoder, config, calibration, prepared.path, settings, drift,
+        family=family, instruction=prepared.instruction, position_limit=prepared.limit,
+    )
     _note_calibration_mismatch(loaded)
-    logger.debug("loaded model %s (%s) from %s with backend %s", config.name, config.revision, resolved.path, spec.name)
+    logger.debug(
+        "loaded model %s (%s, family %s) from %s with backend %s", config.name, config.revision, family.name,
+        prepared.path, spec.name,
+    )
     return loaded
+
+
+def _load_tokenizer(path: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    from crossrank.errors import ModelIntegrityError
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception subclasses for bad JSON
+        raise ModelIntegrityError(f"cannot load tokenizer {path}: {exc}") from None
 
 
 def choose_backend(settings: RerankerConfig, registry: Mapping[str, BackendSpec], config: ModelConfig) -> BackendSpec:
@@ -229,7 +336,9 @@ def choose_backend(settings: RerankerConfig, registry: Mapping[str, BackendSpec]
     )
 
 
-def _load_calibration(option: Calibration | str | Path | None, model_path: Path, config: ModelConfig) -> Calibration:
+def _load_calibration(
+    option: Calibration | str | Path | None, model_path: Path, config: ModelConfig, note: str | None = None
+) -> Calibration:
     if isinstance(option, Calibration):
         return option
     if option is not None:
@@ -242,10 +351,11 @@ def _load_calibration(option: Calibration | str | Path | None, model_path: Path,
         return load_calibration(packaged)
     logger.info(
         "model %s has no fitted calibration (no %s in %s): scores are a plain sigmoid of the logit, not "
-        "calibrated probabilities; fit one with 'crossrank tune'",
+        "calibrated probabilities; fit one with 'crossrank tune'%s",
         config.name,
         CALIBRATION_FILENAME,
         model_path,
+        f" ({note})" if note else "",
     )
     return Calibration()
 

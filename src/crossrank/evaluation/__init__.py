@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from crossrank.evaluation.cache import ScoreCache, default_cache_dir, pair_key, scorer_settings
+from crossrank.evaluation.cache import EvalScoreCache, default_cache_dir, pair_key, scorer_settings
 from crossrank.evaluation.candidates import (
     bm25_candidates,
     dense_candidates,
@@ -51,8 +51,8 @@ from crossrank.evaluation.thresholds import (
 
 __all__ = [
     "BeirDataset",
+    "EvalScoreCache",
     "EvalSetup",
-    "ScoreCache",
     "ScoredSplit",
     "ThresholdChoice",
     "bm25_candidates",

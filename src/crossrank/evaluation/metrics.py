@@ -1,11 +1,18 @@
 """Retrieval, abstention and calibration metrics.
 
-Ranking metrics (nDCG@k with graded gains, MRR@k, MAP, Recall@k, Precision@k, Hit@k) are computed
-by ranx; this module only fixes the conventions around it:
+Ranking metrics: nDCG@k by :func:`ndcg` (linear graded gains, as trec_eval and BEIR compute it;
+the one nDCG of the project, also behind the trainer's dev metric), MRR@k, MAP, Recall@k,
+Precision@k and Hit@k by ranx. The conventions are the same for all of them:
 
-* Only queries with at least one relevant judgement (grade > 0) are evaluated, as trec_eval does.
+* Only queries with at least one relevant judgement (grade > 0) are evaluated, as trec_eval does;
+  a grade of 0 or below counts as not relevant (gain 0).
 * A query whose run is empty (the reranker abstained, or nothing was retrieved) scores 0.
-* Tied scores are ordered by document id, so results never depend on dict order.
+* Ties: documents are ranked by descending score, tied scores by document id ascending
+  (:func:`rank_by_score`), so results never depend on dict order; a NaN score ranks last.
+
+nDCG has its own implementation because ranx reads grades as integers: a fractional grade (the
+trainer's ``graded`` data allows any number) would be truncated. On integer grades it gives
+ranx's value (tested).
 
 Abstention metrics work on query-level decisions: the *false-evidence rate* is the share of
 queries without an answer in the corpus for which passages were still returned, and the *hit
@@ -14,7 +21,9 @@ rate* is the share of answerable queries for which passages were returned.
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +37,9 @@ __all__ = [
     "expected_calibration_error",
     "false_evidence_rate",
     "hit_rate",
+    "ndcg",
     "per_query_metric",
+    "rank_by_score",
     "ranking_metrics",
     "reliability_bins",
     "separation_auc",
@@ -54,22 +65,74 @@ def _parse(metric: str) -> tuple[str, int | None]:
     return match.group(1), k
 
 
+def rank_by_score(scores: Mapping[str, float]) -> list[str]:
+    """Document ids best first: descending score, ties by document id ascending, NaN last.
+
+    This is the tie rule of every ranking metric here.
+
+    Example:
+        >>> rank_by_score({"b": 1.0, "a": 1.0, "c": 2.0})
+        ['c', 'a', 'b']
+    """
+    def order(doc_id: str) -> tuple[bool, float, str]:
+        value = float(scores[doc_id])
+        return (math.isnan(value), -value if not math.isnan(value) else 0.0, doc_id)
+
+    return sorted(scores, key=order)
+
+
+def ndcg(judgments: Mapping[str, float], scores: Mapping[str, float], k: int | None = None) -> float:
+    """nDCG@k of one query with linear graded gains: ``sum(grade / log2(rank + 1))`` over the ideal.
+
+    Documents are ranked by :func:`rank_by_score`; grades of 0 or below count as not relevant.
+    A query without a relevant judgement scores 0 (metrics over many queries leave it out).
+
+    Args:
+        judgments: ``{doc_id: grade}``; grades may be fractional.
+        scores: ``{doc_id: score}``, higher is better.
+        k: Cut-off (None: the whole ranking).
+
+    Example:
+        >>> round(ndcg({"b": 1}, {"a": 0.9, "b": 0.2}, 10), 4)
+        0.6309
+    """
+    if k is not None and k < 1:
+        raise InvalidInputError(f"nDCG cut-off must be >= 1; received {k}")
+    gains = {d: float(g) for d, g in judgments.items() if g > 0}
+    ideal = sorted(gains.values(), reverse=True)[:k]
+    idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
+    if idcg <= 0:
+        return 0.0
+    ranked = rank_by_score(scores)[:k]
+    dcg = sum(gains.get(doc_id, 0.0) / math.log2(rank + 2) for rank, doc_id in enumerate(ranked))
+    return dcg / idcg
+
+
 def per_query_metric(qrels: Qrels, run: Run, metric: str) -> dict[str, float]:
     """One metric per evaluated query (queries with at least one relevant judgement)."""
     name, k = _parse(metric)
+    evaluated = sorted(q for q, judged in qrels.items() if any(g > 0 for g in judged.values()))
+    if name == "ndcg":
+        return {q: ndcg(qrels[q], run.get(q) or {}, k) for q in evaluated}
     try:
         import ranx
     except ImportError:
         raise missing_dependency("ranx", "eval", "ranking metrics") from None
-    evaluated = sorted(q for q, judged in qrels.items() if any(g > 0 for g in judged.values()))
     values = {q: 0.0 for q in evaluated}
     non_empty = [q for q in evaluated if run.get(q)]
     if not non_empty:
         return values
-    ranx_qrels = ranx.Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in non_empty})
-    ranx_run = ranx.Run({q: _tie_broken(run[q]) for q in non_empty})
-    ranx_metric = _RANX_NAMES[name] + (f"@{k}" if k is not None else "")
-    scores = ranx.evaluate(ranx_qrels, ranx_run, ranx_metric, return_mean=False, make_comparable=False)
+    from numba.core.errors import NumbaTypeSafetyWarning
+
+    with warnings.catch_warnings():
+        # When numba compiles ranx's metrics (their first use after installation) it warns, with
+        # raw terminal colour codes, about casting a parallel loop's index from uint64 to int64;
+        # the index is a query number, so nothing is lost. Only that category, only here.
+        warnings.filterwarnings("ignore", category=NumbaTypeSafetyWarning)
+        ranx_qrels = ranx.Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in non_empty})
+        ranx_run = ranx.Run({q: _tie_broken(run[q]) for q in non_empty})
+        ranx_metric = _RANX_NAMES[name] + (f"@{k}" if k is not None else "")
+        scores = ranx.evaluate(ranx_qrels, ranx_run, ranx_metric, return_mean=False, make_comparable=False)
     # ranx returns per-query values in the order of its sorted query ids.
     for query_id, value in zip(sorted(non_empty), np.asarray(scores, dtype=np.float64).reshape(-1)):
         values[query_id] = float(value)
@@ -77,8 +140,8 @@ def per_query_metric(qrels: Qrels, run: Run, metric: str) -> dict[str, float]:
 
 
 def _tie_broken(scores: Mapping[str, float]) -> dict[str, float]:
-    """Replace scores by strictly decreasing ones that keep the order (ties: doc id ascending)."""
-    order = sorted(scores, key=lambda d: (-float(scores[d]), d))
+    """Replace scores by strictly decreasing ones in :func:`rank_by_score` order."""
+    order = rank_by_score(scores)
     return {doc_id: float(len(order) - rank) for rank, doc_id in enumerate(order)}
 
 

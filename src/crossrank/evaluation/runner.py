@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.abstention import fit_logistic_rule, should_abstain
+from crossrank.abstention import fit_logistic_rule
 from crossrank.calibration import FITTABLE_KINDS, Calibration, Calibrator, fit_calibrator
 from crossrank.errors import InvalidInputError
 from crossrank.fusion import fuse_scores, validate_first_stage_weight
-from crossrank.evaluation.cache import ScoreCache, default_cache_dir, scorer_settings
+from crossrank.evaluation.cache import EvalScoreCache, default_cache_dir, scorer_settings
 from crossrank.evaluation.candidates import candidate_recall, get_scored_candidates
 from crossrank.evaluation.datasets import BeirDataset, Qrels, load_dataset
 from crossrank.evaluation.metrics import (
@@ -208,41 +208,32 @@ def prepare(
         raise InvalidInputError(f"rerank depth must be >= 1; received {setup.rerank_depth}")
     to_score = {q: docs[: setup.rerank_depth] for q, docs in candidates.items()} if setup.rerank_depth else candidates
     settings = scorer_settings(reranker)
-    cache = ScoreCache(cache_root, settings)
-    if score:
-        logits = score_candidates(reranker, data, to_score, cache, progress=progress)
-    else:
-        logits = cached_scores(data, to_score, cache)
+    cache = EvalScoreCache(cache_root, settings)
+    try:
+        if score:
+            logits = score_candidates(reranker, data, to_score, cache, progress=progress)
+        else:
+            logits = cached_scores(data, to_score, cache)
+    finally:
+        cache.close()
     complete = all(len(logits[q]) == len(to_score[q]) for q in to_score)
     return ScoredSplit(data, setup, query_ids, candidates, logits, settings, complete,
                        extra={"judged_added": judged_added}, first_stage=first_stage)
 
 
 def decide(calibration: Calibration, threshold: float | str | None, logits: Mapping[str, float]) -> dict[str, float]:
-    """The documents a :class:`~crossrank.Reranker` would return for one query (same rules as ``rerank``).
+    """The documents a :class:`~crossrank.Reranker` returns for one query, by the engine's own
+    decision (:func:`crossrank.engine.decision.decide`).
 
-    Returns ``{doc_id: probability}`` of the kept documents; empty when it abstains.
+    Returns ``{doc_id: probability}`` of the kept documents, best first; empty when it abstains.
     """
+    from crossrank.engine.decision import Policy
+    from crossrank.engine.decision import decide as engine_decide
+
     ids = list(logits)
-    if not ids:
-        return {}
     raw = np.array([logits[d] for d in ids], dtype=np.float64)
-    probabilities = np.clip(calibration.calibrator.transform(raw), 0.0, 1.0)
-    order = sorted(range(len(ids)), key=lambda i: (-probabilities[i], -raw[i], i))
-    if threshold is None:
-        return {ids[i]: float(probabilities[i]) for i in order}
-    cut = calibration.threshold if threshold == "calibrated" else float(threshold)
-    if cut is None:
-        raise InvalidInputError("threshold 'calibrated' needs a calibration with a fitted threshold")
-    kept = [i for i in order if probabilities[i] >= cut]
-    if (
-        threshold == "calibrated"
-        and calibration.abstention is not None
-        and kept
-        and should_abstain(calibration.abstention, probabilities[order], raw[order])
-    ):
-        kept = []
-    return {ids[i]: float(probabilities[i]) for i in kept}
+    decision = engine_decide(raw, calibration, Policy(threshold=threshold))
+    return {ids[i]: float(decision.probabilities[i]) for i in decision.kept}
 
 
 def labelled_pairs(scored: ScoredSplit, labels: Qrels, *, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:

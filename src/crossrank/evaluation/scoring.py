@@ -5,20 +5,29 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping
 
-from crossrank.evaluation.cache import ScoreCache, pair_key
+from crossrank.evaluation.cache import EvalScoreCache
 from crossrank.evaluation.datasets import BeirDataset
 
-__all__ = ["Scores", "score_candidates"]
+__all__ = ["Scores", "cached_scores", "score_candidates"]
 
 Scores = dict[str, dict[str, float]]
 """``{query_id: {doc_id: raw logit}}``."""
+
+
+def _pair_keys(dataset: BeirDataset, candidates: Mapping[str, list[str]], cache: EvalScoreCache) -> dict[tuple[str, str], str]:
+    keys: dict[tuple[str, str], str] = {}
+    for query_id, doc_ids in candidates.items():
+        query = dataset.queries[query_id]
+        for doc_id in doc_ids:
+            keys[(query_id, doc_id)] = cache.key(query, dataset.document(doc_id))
+    return keys
 
 
 def score_candidates(
     reranker: object,
     dataset: BeirDataset,
     candidates: Mapping[str, list[str]],
-    cache: ScoreCache,
+    cache: EvalScoreCache,
     *,
     chunk_pairs: int = 256,
     progress: bool = False,
@@ -28,27 +37,23 @@ def score_candidates(
 
     Missing pairs are scored rank by rank (every query's first candidate, then every second one,
     ...), so a run that is stopped early leaves a cache that already covers the top of every
-    list. Each chunk is flushed to disk before the next starts.
+    list. Each chunk is committed to the cache before the next starts.
 
     Args:
         reranker: A :class:`crossrank.Reranker` (anything with ``score(pairs, raw=True)``).
         dataset: Supplies query and passage text.
         candidates: ``{query_id: [doc_id, ...]}``.
-        cache: Where scores are read from and appended to.
-        chunk_pairs: Pairs per call to ``score`` (and per flush).
+        cache: Where scores are read from and written to.
+        chunk_pairs: Pairs per call to ``score`` (and per commit).
         progress: Show a progress bar on stderr.
         on_chunk: Called with ``(done, total)`` after each chunk.
     """
-    keys: dict[tuple[str, str], str] = {}
-    todo: list[tuple[int, str, str]] = []
-    for query_id, doc_ids in candidates.items():
-        query = dataset.queries[query_id]
-        for rank, doc_id in enumerate(doc_ids):
-            key = pair_key(query, dataset.document(doc_id))
-            keys[(query_id, doc_id)] = key
-            if key not in cache:
-                todo.append((rank, query_id, doc_id))
-    todo.sort(key=lambda item: item[0])
+    keys = _pair_keys(dataset, candidates, cache)
+    known = cache.get_many(keys.values())
+    todo = sorted(
+        ((rank, q, d) for q, docs in candidates.items() for rank, d in enumerate(docs) if keys[(q, d)] not in known),
+        key=lambda item: item[0],
+    )
     seen: set[str] = set()
     unique = []
     for item in todo:
@@ -66,7 +71,9 @@ def score_candidates(
             chunk = unique[start : start + chunk_pairs]
             pairs = [(dataset.queries[q], dataset.document(d)) for _, q, d in chunk]
             logits = reranker.score(pairs, raw=True)  # type: ignore[attr-defined]
-            cache.add({keys[(q, d)]: float(v) for (_, q, d), v in zip(chunk, logits)})
+            new = {keys[(q, d)]: float(v) for (_, q, d), v in zip(chunk, logits)}
+            cache.put_many(new)
+            known.update(new)
             if bar is not None:
                 bar.update(len(chunk))
             if on_chunk is not None:
@@ -74,18 +81,17 @@ def score_candidates(
     finally:
         if bar is not None:
             bar.close()
-    return cached_scores(dataset, candidates, cache)
+    return _arrange(candidates, keys, known)
 
 
-def cached_scores(dataset: BeirDataset, candidates: Mapping[str, list[str]], cache: ScoreCache) -> Scores:
+def cached_scores(dataset: BeirDataset, candidates: Mapping[str, list[str]], cache: EvalScoreCache) -> Scores:
     """The scores ``cache`` already holds for ``candidates`` (pairs not yet scored are left out)."""
+    keys = _pair_keys(dataset, candidates, cache)
+    return _arrange(candidates, keys, cache.get_many(keys.values()))
+
+
+def _arrange(candidates: Mapping[str, list[str]], keys: Mapping[tuple[str, str], str], known: Mapping[str, float]) -> Scores:
     out: Scores = {}
     for query_id, doc_ids in candidates.items():
-        query = dataset.queries[query_id]
-        row: dict[str, float] = {}
-        for doc_id in doc_ids:
-            value = cache.get(pair_key(query, dataset.document(doc_id)))
-            if value is not None:
-                row[doc_id] = value
-        out[query_id] = row
+        out[query_id] = {d: known[keys[(query_id, d)]] for d in doc_ids if keys[(query_id, d)] in known}
     return out
