@@ -128,3 +128,28 @@ def test_reconfiguring_while_other_threads_rerank(overlap_model_dir: Path, overl
         thread.join(60)
     assert not errors
     assert reranker.config.max_length in (32, 48)
+
+
+def test_close_while_onnx_calls_are_in_flight(tiny_model_dir: Path) -> None:
+    reranker = Reranker.from_config(RerankerConfig(model=str(tiny_model_dir), backend="onnx"))
+    expected = [d.raw_score for d in reranker.rerank(QUERY, DOCS * 20)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                assert [d.raw_score for d in reranker.rerank(QUERY, DOCS * 20)] == expected
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in range(20):
+        reranker.close()
+        threading.Event().wait(0.01)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors[:1]
