@@ -66,7 +66,7 @@ def test_per_tensor_embedded_model_is_the_shipped_graph_scored_pair_by_pair(embe
              ("how many people live in berlin", "Paris is the capital of France, a country in Europe with a long history."),
              ("what causes rain", "Rain forms when water vapour condenses into droplets heavy enough to fall.")]
     per_tensor = Reranker(str(embedded_model_dir), backend_options={"activation_quantization": "per-tensor"}).warm_up()
-    assert per_tensor._load()[0].quantization == "dynamic-int8"
+    assert per_tensor._load().backend.quantization == "dynamic-int8"
     together = per_tensor.score(pairs, raw=True)
     assert together.tolist() == [per_tensor.score([p], raw=True)[0] for p in pairs]
     assert Reranker(str(embedded_model_dir)).warm_up().quantization == "dynamic-int8"  # the default: auto
