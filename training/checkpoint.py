@@ -43,7 +43,16 @@ def save_checkpoint(run_dir: Path, model: Any, optimizer: Any, state: dict[str, 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights: dict[str, Any] = {}
+    seen: set[int] = set()
+    for key, value in model.state_dict().items():
+        tensor = value.detach().contiguous().cpu()
+        if tensor.data_ptr() in seen:
+            # Tied weights (a language model's output layer and its embeddings) share memory, which
+            # safetensors refuses: each key gets its own copy, and loading ties them again.
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        weights[key] = tensor
     save_file(weights, str(tmp / "model.safetensors"))
     optimizer_state = optimizer.state_dict()
     tensors: dict[str, Any] = {}

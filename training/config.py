@@ -3,6 +3,7 @@
 Example YAML::
 
     base_model: ./my-base-model          # any local Hugging Face folder with tokenizer.json
+    family: qwen3-reranker               # optional: how the base scores (default: as the engine chooses)
     output_dir: runs/scifact
     data: {format: beir, path: ../shared/data/scifact, split: train}
     dev_fraction: 0.1
@@ -96,23 +97,28 @@ class LoraConfig:
         alpha: Scaling numerator (the update is scaled by ``alpha / rank``).
         dropout: Dropout on the adapter input.
         targets: Names of the linear layers that get adapters (BERT: ``query``, ``key``,
-            ``value``, ``dense``).
+            ``value``, ``dense``). Default: the attention's query and value projections by the
+            architecture's names (``query``/``value`` for BERT, RoBERTa, XLM-R and ELECTRA,
+            ``query_proj``/``value_proj`` for DeBERTa-v2/v3, ``q_lin``/``v_lin`` for DistilBERT,
+            ``Wqkv`` for ModernBERT, ``q_proj``/``v_proj`` for Qwen, Llama and Gemma).
     """
 
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    targets: list[str] | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.rank, int) and not isinstance(self.rank, bool) and self.rank >= 1, f"lora.rank must be an int >= 1; received {self.rank!r}")
         _check(isinstance(self.alpha, (int, float)) and self.alpha > 0, f"lora.alpha must be > 0; received {self.alpha!r}")
         _check(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, f"lora.dropout must be in [0, 1); received {self.dropout!r}")
         _check(
-            isinstance(self.targets, (list, tuple)) and bool(self.targets) and all(isinstance(t, str) and t for t in self.targets),
+            self.targets is None
+            or (isinstance(self.targets, (list, tuple)) and bool(self.targets) and all(isinstance(t, str) and t for t in self.targets)),
             f"lora.targets must be a non-empty list of layer names; received {self.targets!r}",
         )
-        self.targets = list(self.targets)
+        if self.targets is not None:
+            self.targets = list(self.targets)
 
 
 @dataclass
@@ -145,7 +151,13 @@ class TrainConfig:
         epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_steps: Optimisation.
         max_length: Tokens per pair while training and evaluating.
         lora: Train low-rank adapters instead of all weights (see :class:`LoraConfig`); with
-            ``freeze_layers`` only the layers above the frozen ones get adapters.
+            ``freeze_layers`` only the layers above the frozen ones get adapters. Language-model
+            families (``qwen3-reranker``...) always train adapters.
+        family: The model family of the base model, as ``Reranker(family=...)`` takes it
+            (e.g. ``qwen3-reranker`` for a Qwen3ForCausalLM base); default: chosen as the engine
+            chooses it. The published model records it.
+        instruction: The instruction of an instruction-aware family's prompt (default: the
+            family's); the published model records it.
         freeze_layers: Keep the embeddings and the first N encoder layers fixed and train only
             the layers above them and the head. Gradients then stop at layer N, which makes a
             step much cheaper on CPU; 0 trains everything.
@@ -202,6 +214,8 @@ class TrainConfig:
     max_length: int = 256
     freeze_layers: int = 0
     lora: LoraConfig | None = None
+    family: str | None = None
+    instruction: str | None = None
     seed: int = 42
     eval_every_steps: int | None = None
     checkpoint_every_steps: int | None = 200
@@ -235,6 +249,9 @@ class TrainConfig:
             self.lora = _build(LoraConfig, self.lora, "lora")
         _check(isinstance(self.base_model, str) and bool(self.base_model), f"base_model must be a non-empty string; received {self.base_model!r}")
         _check(isinstance(self.output_dir, str) and bool(self.output_dir), f"output_dir must be a non-empty string; received {self.output_dir!r}")
+        for name in ("family", "instruction"):
+            value = getattr(self, name)
+            _check(value is None or (isinstance(value, str) and bool(value.strip())), f"{name} must be a non-empty string or null; received {value!r}")
         _check(isinstance(self.data, DataSpec), f"data must be a mapping with format and path; received {self.data!r}")
         _check(self.loss in LOSSES, f"loss must be one of {LOSSES}; received {self.loss!r}")
         uses_teacher = self.loss in TEACHER_LOSSES or (self.curriculum is not None and self.curriculum.warmup_loss in TEACHER_LOSSES)

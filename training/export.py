@@ -39,6 +39,7 @@ __all__ = [
     "onnx_model_folder",
     "quantize_int8_static",
     "regression_gate",
+    "f1_threshold",
 ]
 
 logger = logging.getLogger("crossrank.training")
@@ -68,27 +69,27 @@ class GateResult:
         return {"fp32_ndcg@10": self.fp32_ndcg, "int8_ndcg@10": self.int8_ndcg, "tolerance": self.tolerance, "passed": self.passed}
 
 
-def export_onnx(model_dir: Path, target: Path, opset: int = 14) -> Path:
-    """Export a Hugging Face sequence-classification checkpoint to fp32 ONNX with dynamic axes."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
+def export_onnx(
+    model_dir: Path, target: Path, opset: int = 14, *, family: str | None = None, instruction: str | None = None,
+    max_length: int | None = None,
+) -> Path:
+    """Export a checkpoint folder's score module to an fp32 ONNX graph, checked against PyTorch.
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    ids = torch.ones((2, 8), dtype=torch.long)
-    dynamic = {0: "batch", 1: "sequence"}
-    inputs = ["input_ids", "attention_mask", "token_type_ids"]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        model,
-        (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-        str(target),
-        input_names=inputs,
-        output_names=["logits"],
-        dynamic_axes={**{name: dynamic for name in inputs}, "logits": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
+    The same code as ``crossrank export`` (:class:`crossrank.families.export.GraphExporter`):
+    inputs by name, one ``logits`` output per row for every family; a graph whose scores on the
+    probe pairs differ from the torch model's is refused and not written.
+
+    Raises:
+        crossrank.families.export.ExportParityError: the graph disagrees with PyTorch.
+    """
+    from crossrank.families.export import GraphExporter
+
+    exporter = GraphExporter(
+        model_dir, family=family, instruction=instruction, max_length=max_length, opset=opset, checkpoint=True,
+        allow_download=False,
     )
-    return target
+    exporter.write_graph(Path(target))
+    return Path(target)
 
 
 _MATRIX_PRODUCTS = ("MatMul", "Gemm")
@@ -179,34 +180,49 @@ def quantize_int8_static(source: Path, target: Path, feeds: Sequence[Mapping[str
 
 
 def quantize_for_config(
-    config: Any, fp32: Path, target: Path, exclude: Sequence[str], data: Any, train_qids: Sequence[str], tokenizer: Path
+    config: Any, fp32: Path, target: Path, exclude: Sequence[str], data: Any, train_qids: Sequence[str], tokenizer: Path,
+    encoder: Any = None,
 ) -> tuple[str, dict[str, Any]]:
     """Quantize ``fp32`` to ``target`` as a training config asks; returns the quantization label
-    (``"dynamic-int8"`` or ``"static-int8"``) and the settings to record in the run's metrics."""
+    (``"dynamic-int8"`` or ``"static-int8"``) and the settings to record in the run's metrics.
+    ``encoder`` encodes static calibration pairs as the model's family does (default: the
+    tokenizer's pair template)."""
     if config.quantization == "static":
         pairs = _static_calibration_pairs(data, train_qids, config.static_calibration_pairs, config.seed)
-        quantize_int8_static(fp32, target, calibration_feeds(tokenizer, pairs, config.max_length), exclude=exclude)
+        feeds = calibration_feeds(tokenizer, pairs, config.max_length, encoder=encoder, inputs=_graph_inputs(fp32))
+        quantize_int8_static(fp32, target, feeds, exclude=exclude)
         return "static-int8", {"static_calibration_pairs": len(pairs)}
     quantize_int8(fp32, target, per_channel=config.per_channel_weights, exclude=exclude)
     return "dynamic-int8", {"per_channel_weights": config.per_channel_weights}
 
 
-def calibration_feeds(tokenizer: Path, pairs: Sequence[tuple[str, str]], max_length: int) -> list[dict[str, np.ndarray]]:
-    """Encode (query, passage) pairs one per feed, as the exported graph takes them."""
+def calibration_feeds(
+    tokenizer: Path, pairs: Sequence[tuple[str, str]], max_length: int, *, encoder: Any = None,
+    inputs: Sequence[str] = ("input_ids", "attention_mask", "token_type_ids"),
+) -> list[dict[str, np.ndarray]]:
+    """Encode (query, passage) pairs one per feed, as the exported graph takes them (only its ``inputs``)."""
     from crossrank.encoding import PairEncoder
 
-    encoder = PairEncoder.from_file(tokenizer, max_length=max_length)
+    if encoder is None:
+        encoder = PairEncoder.from_file(tokenizer, max_length=max_length)
     queries = sorted({q for q, _ in pairs})
     index = {q: i for i, q in enumerate(queries)}
     segments, _ = encoder.encode(queries, [d for _, d in pairs], [index[q] for q, _ in pairs])
-    return [
-        {
+    feeds = []
+    for s in segments:
+        row = {
             "input_ids": np.asarray([s.input_ids], dtype=np.int64),
             "attention_mask": np.ones((1, len(s.input_ids)), dtype=np.int64),
             "token_type_ids": np.asarray([s.token_type_ids], dtype=np.int64),
         }
-        for s in segments
-    ]
+        feeds.append({name: row[name] for name in inputs if name in row})
+    return feeds
+
+
+def _graph_inputs(graph: Path) -> list[str]:
+    import onnx
+
+    return [i.name for i in onnx.load(str(graph), load_external_data=False).graph.input]
 
 
 def _static_calibration_pairs(data: Any, train_qids: Sequence[str], count: int, seed: int) -> list[tuple[str, str]]:
@@ -224,15 +240,30 @@ def _static_calibration_pairs(data: Any, train_qids: Sequence[str], count: int, 
     return pairs[:count]
 
 
-def onnx_model_folder(folder: Path, onnx_file: Path, tokenizer: Path, quantization: str) -> Path:
-    """A folder that ``Reranker(model=folder)`` loads: the graph, its tokenizer and ``crossrank.json``."""
+# Files beside a tokenizer that say how pairs are encoded (special tokens, a CrossEncoder's prompt
+# and length, the position table); copied with it so the ONNX folder encodes like the checkpoint.
+_ENCODING_FILES = (
+    "config.json", "tokenizer_config.json", "special_tokens_map.json", "config_sentence_transformers.json",
+    "sentence_bert_config.json", "modules.json",
+)
+
+
+def onnx_model_folder(
+    folder: Path, onnx_file: Path, tokenizer: Path, quantization: str, *, family: str | None = None,
+    instruction: str | None = None,
+) -> Path:
+    """A folder that ``Reranker(model=folder)`` loads: the graph, its tokenizer and ``crossrank.json``
+    (recording the model's ``family`` and ``instruction``, when given)."""
     from crossrank.models.config import ModelConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     if onnx_file.parent != folder:
         shutil.copy(onnx_file, folder / "model.onnx")
     shutil.copy(tokenizer, folder / "tokenizer.json")
-    ModelConfig(name=folder.name, onnx_file="model.onnx", quantization=quantization).save(folder)
+    for name in _ENCODING_FILES:
+        if (tokenizer.parent / name).is_file() and tokenizer.parent != folder:
+            shutil.copy(tokenizer.parent / name, folder / name)
+    ModelConfig(name=folder.name, onnx_file="model.onnx", quantization=quantization, family=family, instruction=instruction).save(folder)
     return folder
 
 
@@ -296,13 +327,42 @@ def fit_dev_calibration(
         logits.extend(float(v) for v in scores[qid])
         labels.extend(1.0 if judged.get(d, 0) > 0 else 0.0 for d in docs)
     calibrator = fit_calibrator(kind, logits, labels)
+    threshold, f1 = f1_threshold(calibrator.transform(np.asarray(logits, dtype=np.float64)), labels)
     return Calibration(
         calibrator=calibrator,
+        threshold=threshold,
         provenance={
             "fitted_on": "training run dev split", "pairs": len(logits), "positives": int(sum(labels)),
+            **({"threshold": {"rule": "best F1 of keeping judged-relevant dev pairs", "f1": f1}} if threshold is not None else {}),
             **({"scorer": dict(scorer)} if scorer else {}),
         },
     )
+
+
+def f1_threshold(probabilities: Sequence[float] | np.ndarray, labels: Sequence[float]) -> tuple[float | None, float | None]:
+    """The probability threshold whose kept pairs (``p >= t``) have the best F1 against ``labels``.
+
+    Ties go to the lower threshold. ``(None, None)`` when no label is positive.
+
+    Example:
+        >>> f1_threshold([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 1])
+        (0.2, 0.857...)
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64) > 0
+    if p.shape != y.shape:
+        raise CrossRankError(f"need one label per probability; received {p.size} and {y.size}")
+    positives = int(y.sum())
+    if positives == 0:
+        return None, None
+    order = np.argsort(-p, kind="stable")
+    p, y = p[order], y[order]
+    last = np.flatnonzero(np.r_[p[1:] != p[:-1], True])  # last index of each run of equal probabilities
+    kept = last + 1
+    true_kept = np.cumsum(y)[last]
+    f1 = 2 * true_kept / (kept + positives)
+    best = int(np.flatnonzero(f1 >= f1.max() - 1e-12)[-1])
+    return float(np.clip(p[last[best]], 0.0, 1.0)), float(f1[best])
 
 
 def _plot_curves(history: list[dict[str, Any]], target: Path) -> Path:
@@ -373,6 +433,10 @@ def _model_card(config: Any, metrics: Mapping[str, Any], base_config: Any, data_
         lines.append(f"| dev nDCG@10 fp32 ONNX / int8 ONNX ({kind}) | {gate['fp32_ndcg@10']:.4f} / {gate['int8_ndcg@10']:.4f} (tolerance {gate['tolerance']}) |")
     if metrics.get("calibration"):
         lines.append(f"| calibration | {json.dumps(metrics['calibration'])} fitted on the published model's dev scores |")
+    if metrics.get("threshold") is not None:
+        lines.append(f"| threshold (`threshold=\"calibrated\"`) | {metrics['threshold']:.4f}: best F1 of keeping judged-relevant dev pairs |")
+    if metrics.get("family"):
+        lines.append(f"| model family | `{metrics['family']}`" + (f", instruction \"{config.instruction}\"" if config.instruction else "") + " |")
     lines += [
         f"| time for data, mining, training and dev evaluations | {metrics['train_seconds']:.0f} s |",
         "",
@@ -420,19 +484,22 @@ def finish_run(
     calibration_scorer: dict[str, Any] = {"model": "fp32 torch checkpoint", "max_length": config.max_length, "long_documents": "truncate"}
     quantization = "none"
     onnx_file = None
+    family, instruction = model.family.name, config.instruction
     if config.export_onnx:
         export_dir = run_dir / "export"
-        fp32 = export_onnx(best, export_dir / "fp32" / "model.onnx")
-        onnx_model_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none")
+        fp32 = export_onnx(best, export_dir / "fp32" / "model.onnx", family=family, instruction=instruction, max_length=config.max_length)
+        onnx_model_folder(export_dir / "fp32", fp32, best / "tokenizer.json", "none", family=family, instruction=instruction)
         onnx_file = "model.onnx"
         if config.quantize:
             kept_float = float_matrix_products(fp32, config.quantize_exclude)
             if kept_float:
                 metrics["float_matrix_products"] = kept_float
             train_qids = json.loads((run_dir / "splits.json").read_text())["train"]
-            quantization, settings = quantize_for_config(config, fp32, tmp / "model.onnx", kept_float, data, train_qids, best / "tokenizer.json")
+            quantization, settings = quantize_for_config(
+                config, fp32, tmp / "model.onnx", kept_float, data, train_qids, best / "tokenizer.json", encoder=model.encoder
+            )
             metrics.update(settings)
-            onnx_model_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization)
+            onnx_model_folder(export_dir / "int8", tmp / "model.onnx", best / "tokenizer.json", quantization, family=family, instruction=instruction)
             metrics["quantization"] = quantization
             try:
                 gate = regression_gate(
@@ -449,7 +516,12 @@ def finish_run(
     calibration = fit_dev_calibration(calibration_scores, dev_data, candidates, config.calibrator, calibration_scorer)
     save_calibration(calibration, tmp / "calibration.json")
     metrics["calibration"] = calibration.calibrator.to_dict()
+    metrics["threshold"] = calibration.threshold
+    metrics["family"] = family
     base_config = ModelConfig.load(base_dir)
+    from crossrank.families import ModelFiles, model_lengths
+
+    limit = model_lengths(ModelFiles.read(best), base_config.max_length)[0]
     files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "model.onnx", "tokenizer.json") if (tmp / name).is_file()}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     # The revision names the published files, not the time of the export: redoing an export that
@@ -460,11 +532,13 @@ def finish_run(
         onnx_file=onnx_file,
         torch_weights="model.safetensors",
         revision=f"trained-{content[:16]}",
-        max_length=min(base_config.max_length, 512),
+        max_length=min(limit, 512),
         quantization=quantization,
         license=base_config.license,
         origin=f"crossrank train from {config.base_model}",
         files=files,
+        family=family,
+        instruction=instruction,
         extra={"base_model": f"{base_config.name}@{base_config.revision}", "loss": config.loss, "data": config.data.to_dict(), "exported": stamp},
     ).save(tmp)
     _plot_curves(history, tmp / "training-curves.png")

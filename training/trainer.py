@@ -89,15 +89,24 @@ def split_queries(qids: Sequence[str], dev_fraction: float, seed: int) -> tuple[
 
 
 class _Model:
-    """The cross-encoder being trained, with scoring helpers that share crossrank's pair encoding."""
+    """The reranker being trained, with scoring helpers that share crossrank's pair encoding.
 
-    def __init__(self, path: str | Path, config: TrainConfig, *, for_training: bool = True) -> None:
+    The model's family (``family:`` in the config, else as the engine chooses it) builds the
+    same score module the torch backend scores with and the export traces: a classifier's logit,
+    or a language-model reranker's score-token logits after its prompt. Decoder families train
+    low-rank adapters (``lora``); ``freeze_layers`` and the default LoRA targets follow the
+    architecture.
+    """
+
+    def __init__(self, path: str | Path, config: TrainConfig, *, for_training: bool = True, family: str | None = None) -> None:
         try:
             import torch
-            from transformers import AutoModelForSequenceClassification
         except ImportError:
             raise missing_dependency("torch and transformers", "train", "Training") from None
         from crossrank.encoding import PairEncoder
+        from crossrank.families import ModelFiles, resolve_family
+        from crossrank.families.decoder import load_tokenizer
+        from crossrank.plugins import family_registry
 
         self.torch = torch
         self.path = Path(path)
@@ -107,23 +116,39 @@ class _Model:
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
         torch.manual_seed(config.seed)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(self.path), num_labels=1, use_safetensors=True, attn_implementation="eager"
+        files = ModelFiles.read(self.path)
+        self.family = resolve_family(
+            family_registry(), files, requested=family or config.family, recorded=_recorded_family(self.path),
+            names=(config.base_model, str(self.path)),
+        )
+        self.instruction = self.family.instruction_for(config.instruction)
+        if for_training and self.family.kind != "classifier" and config.lora is None:
+            raise ConfigurationError(
+                f"family {self.family.name!r} scores with a language model's token logits and trains low-rank adapters: "
+                "add 'lora: {}' (or lora settings) to the training config"
+            )
+        tokenizer = load_tokenizer(self.path / "tokenizer.json")
+        self.module = self.family.torch_module(
+            files, training=for_training, tokenizer=tokenizer, attn_implementation="eager"
         ).to(self.device)
+        self.model = self.module.hf_model
         self.lora = for_training and config.lora is not None
         if for_training and config.freeze_layers:
             self.freeze_lower_layers(config.freeze_layers)
         if self.lora:
             self.add_lora(config)
-        self.encoder = PairEncoder.from_file(self.path / "tokenizer.json", max_length=config.max_length)
+        self.encoder = PairEncoder(
+            tokenizer, max_length=config.max_length, layout=self.family.layout(tokenizer, files, instruction=self.instruction)
+        )
         self.autocast = config.device.startswith("cuda")
 
     def freeze_lower_layers(self, count: int) -> None:
-        base = self.model.base_model
-        layers = getattr(getattr(base, "encoder", None), "layer", None)
-        embeddings = getattr(base, "embeddings", None)
+        layers, embeddings = layer_stack(self.model)
         if layers is None or embeddings is None:
-            raise ConfigurationError(f"freeze_layers needs a BERT-style encoder (embeddings + encoder.layer); {self.path} has {type(base).__name__}")
+            raise ConfigurationError(
+                f"freeze_layers needs a model with an embedding layer and a stack of layers; {self.path} has "
+                f"{type(self.model.base_model).__name__}"
+            )
         if count >= len(layers):
             raise ConfigurationError(f"freeze_layers must be below the model's {len(layers)} encoder layers; received {count}")
         for module in [embeddings, *layers[:count]]:
@@ -137,20 +162,23 @@ class _Model:
             raise missing_dependency("peft", "train", "LoRA training") from None
         lora = config.lora
         assert lora is not None
-        layers = getattr(getattr(self.model.base_model, "encoder", None), "layer", None)
+        targets = list(lora.targets) if lora.targets else default_lora_targets(self.model)
+        layers, _ = layer_stack(self.model)
         upper = list(range(config.freeze_layers, len(layers))) if (layers is not None and config.freeze_layers) else None
         peft_config = peft.LoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
             layers_to_transform=upper, bias="none",
         )
         try:
             self.model = peft.get_peft_model(self.model, peft_config)
         except ValueError as exc:
-            raise ConfigurationError(f"lora.targets {lora.targets} do not match layers of {self.path}: {exc}") from None
-        # The head is new to the task (or to the domain): it is trained in full.
-        for name, parameter in self.model.named_parameters():
-            if ".classifier." in f".{name}" or ".pooler." in f".{name}":
-                parameter.requires_grad_(True)
+            raise ConfigurationError(f"lora.targets {targets} do not match layers of {self.path}: {exc}") from None
+        # The head is new to the task (or to the domain): it is trained in full. A language
+        # model's output layer is not a new head: only the adapters learn there.
+        if self.family.kind == "classifier":
+            for name, parameter in self.model.named_parameters():
+                if any(f".{head}." in f".{name}" for head in (*_HEAD_NAMES, "pooler")):
+                    parameter.requires_grad_(True)
 
     def plain_model(self) -> Any:
         """The model as a plain Hugging Face model: LoRA adapters (if any) merged into a copy."""
@@ -164,26 +192,22 @@ class _Model:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def batch(self, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        from crossrank.batching import pad_batch
+
         torch = self.torch
         queries = sorted({q for q, _ in pairs})
         index = {q: i for i, q in enumerate(queries)}
         segments, _ = self.encoder.encode(queries, [d for _, d in pairs], [index[q] for q, _ in pairs])
-        width = max(len(s.input_ids) for s in segments)
-        ids = np.full((len(segments), width), self.encoder.pad_id, dtype=np.int64)
-        types = np.zeros_like(ids)
-        mask = np.zeros_like(ids)
-        for row, segment in enumerate(segments):
-            n = len(segment.input_ids)
-            ids[row, :n], types[row, :n], mask[row, :n] = segment.input_ids, segment.token_type_ids, 1
+        ids, mask, types = pad_batch([(s.input_ids, s.token_type_ids) for s in segments], self.encoder.pad_id)
         feeds = {"input_ids": ids, "attention_mask": mask}
-        if getattr(self.model.config, "type_vocab_size", 0) > 1:
+        if "token_type_ids" in self.module.input_names:
             feeds["token_type_ids"] = types
         return {k: torch.from_numpy(v).to(self.device) for k, v in feeds.items()}
 
     def forward(self, pairs: Sequence[tuple[str, str]]) -> Any:
         torch = self.torch
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            return self.model(**self.batch(pairs)).logits[:, 0].float()
+            return self.module(**self.batch(pairs)).float()
 
     def score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
         torch = self.torch
@@ -201,6 +225,57 @@ class _Model:
         result = np.empty(len(pairs), dtype=np.float32)
         result[order] = flat
         return result
+
+
+# Classification heads the trainer trains in full (with LoRA too).
+_HEAD_NAMES = ("classifier", "score", "head", "pre_classifier")
+# Attention projections LoRA adapts by default, by the names architectures give them: BERT,
+# RoBERTa, XLM-R, ELECTRA; DeBERTa-v2/v3; DistilBERT; decoders (Qwen, Llama, Gemma, Mistral);
+# ModernBERT's fused projection; GPT-2 style fused projection.
+_LORA_TARGETS = (("query", "value"), ("query_proj", "value_proj"), ("q_lin", "v_lin"), ("q_proj", "v_proj"), ("Wqkv",), ("c_attn",))
+
+
+def default_lora_targets(model: Any) -> list[str]:
+    """The attention projections LoRA adapts when ``lora.targets`` is not given, by architecture."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for targets in _LORA_TARGETS:
+        if all(t in names for t in targets):
+            return list(targets)
+    raise ConfigurationError(
+        f"no default LoRA targets for {type(model).__name__}: set lora.targets to the names of its attention "
+        f"projections (known defaults: {[list(t) for t in _LORA_TARGETS]})"
+    )
+
+
+def layer_stack(model: Any) -> tuple[Any, Any]:
+    """The model's stack of transformer layers and its embedding layer, whatever the architecture.
+
+    BERT-style encoders (``encoder.layer``), DistilBERT (``transformer.layer``), ModernBERT and
+    decoders (``layers``); embeddings are ``embeddings`` or ``embed_tokens``. ``(None, None)``
+    parts when the model has no such attribute.
+    """
+    base = model.base_model
+    layers = None
+    for path in ("encoder.layer", "transformer.layer", "layers", "layer", "h"):
+        node = base
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if node is not None:
+            layers = node
+            break
+    embeddings = getattr(base, "embeddings", None) or getattr(base, "embed_tokens", None) or getattr(base, "wte", None)
+    return layers, embeddings
+
+
+def _recorded_family(path: Path) -> str | None:
+    """The family a model folder's ``crossrank.json`` records (a published model trained further)."""
+    from crossrank.models.config import MODEL_CONFIG_FILENAME, ModelConfig
+
+    if not (path / MODEL_CONFIG_FILENAME).is_file():
+        return None
+    return ModelConfig.load(path).family
 
 
 def _dev_candidates(data: RankingData, qids: Sequence[str], depth: int, stemmer: str) -> dict[str, list[str]]:
@@ -509,7 +584,11 @@ def _save_best(model: _Model, run_dir: Path, base_dir: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     model.plain_model().save_pretrained(str(tmp), safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+    # The tokenizer, and the settings that say how pairs are encoded (a CrossEncoder's prompt and length).
+    for name in (
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+        "config_sentence_transformers.json", "sentence_bert_config.json", "modules.json",
+    ):
         if (base_dir / name).is_file():
             shutil.copy(base_dir / name, tmp / name)
     if best.exists():

@@ -193,6 +193,23 @@ def _check_text(name: str, value: object) -> str:
     return value
 
 
+def _check_family(name: str, value: object) -> str | None:
+    """A family name (checked against the registered families when the model loads), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise ConfigurationError(f"{name} must be a model family name such as 'qwen3-reranker', or None; received {describe(value)}")
+    return value
+
+
+def _check_instruction(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{name} must be a non-empty string or None; received {describe(value)}")
+    return value
+
+
 def _check_device(name: str, value: object) -> str:
     if not isinstance(value, str) or not (value == "cpu" or value.startswith(("cuda", "mps"))):
         raise ConfigurationError(f"{name} must be 'cpu', 'cuda' or 'cuda:N'; received {describe(value)}")
@@ -422,6 +439,8 @@ class RerankerConfig:
     # model
     model: str = _option(DEFAULT_MODEL, _parse_text, _check_text, "model folder, Hugging Face id or registered name", "model", cli=True, adapter=True)
     backend: str = _option("auto", _parse_text, _check_text, "auto, onnx, torch or a plugin backend", "model", cli=True, adapter=True)
+    family: str | None = _option(None, _parse_optional_text, _check_family, "how pairs become model inputs and outputs a score: classifier, sentence-transformers, qwen3-reranker, bge-llm-reranker, mxbai-rerank-v2 or a plugin family (none: from the model)", "model", cli=True)
+    instruction: str | None = _option(None, _parse_optional_text, _check_instruction, "task instruction of an instruction-aware family's prompt (none: the family's default)", "model", cli=True)
     device: str = _option("cpu", _parse_text, _check_device, "cpu, cuda or cuda:N", "model", cli=True, adapter=True)
     backend_options: dict[str, Any] = _option({}, _parse_mapping, _check_mapping, "backend-specific options (JSON object)", "model")
     calibration: Calibration | str | Path | None = _option(None, _parse_optional_text, _check_calibration, "calibration JSON file (none: the model's own)", "model")
@@ -601,6 +620,8 @@ class RerankerConfig:
     def scorer_settings(self) -> dict[str, Any]:
         """The options that change a logit for a given model (see :func:`crossrank.engine.loading.scorer_id`)."""
         return {
+            "family": self.family,
+            "instruction": self.instruction,
             "device": self.device,
             "max_query_length": self.max_query_length,
             "long_documents": self.long_documents,

@@ -19,7 +19,8 @@ import numpy as np
 from crossrank.errors import ConfigurationError, ModelIntegrityError
 
 __all__ = [
-    "PairEncoder", "EncodedSegment", "EncodingReport", "LONG_DOCUMENT_MODES", "POOLING_MODES", "split_sentences",
+    "PairEncoder", "PairLayout", "EncodedSegment", "EncodingReport", "LONG_DOCUMENT_MODES", "POOLING_MODES",
+    "split_sentences",
 ]
 
 LONG_DOCUMENT_MODES = ("truncate", "window", "select")
@@ -41,10 +42,12 @@ _SENTENCE_BREAK = re.compile(
 
 # How much of a long text is tokenized: first this many characters per token that can be kept
 # (English averages 4 to 5), then four times more at each retry while the prefix holds too few
-# tokens (long words, runs of spaces), but never more than _MAX_CHARS_PER_TOKEN per token.
+# tokens (long words, runs of spaces), but never more than _MAX_CHARS_PER_TOKEN per token plus
+# _CEILING_SLACK_CHARS: a text shorter than that slack is always read whole when it must be.
 _FIRST_CHARS_PER_TOKEN = 8
 _MAX_CHARS_PER_TOKEN = 64
 _SLACK_CHARS = 256
+_CEILING_SLACK_CHARS = 16_384
 # How far past the planned cut a word end is looked for, and how far back from the cut the last
 # gap between words is looked for. Only the plain space counts as a gap: every kind of
 # tokenizer splits words there (line breaks and other spaces are not split on by some).
@@ -106,50 +109,95 @@ class _LeadingTokens:
 
 
 @dataclass(frozen=True)
-class _Template:
-    """Special tokens around the two segments, read from the tokenizer's own post-processor."""
+class PairLayout:
+    """Where a pair's texts go in one model row, and what surrounds them.
 
-    prefix: tuple[int, ...]
-    middle: tuple[int, ...]
-    suffix: tuple[int, ...]
-    prefix_types: tuple[int, ...]
-    middle_types: tuple[int, ...]
-    suffix_types: tuple[int, ...]
-    query_type: int
-    document_type: int
+    A row is ``prefix + query tokens + middle + document tokens + suffix``. The fixed parts
+    are token ids; ``query_lead``/``query_tail`` and ``document_lead`` are texts tokenized
+    *together with* the query or the document, as the model's own code does when it formats
+    ``"A: {query}"`` or ``"<Query>: {query}\n"`` into one string. The query's tail is kept when
+    the query is cut; the document's lead is repeated in front of every window of a long
+    document when its tokens are a clean prefix of the document's tokens.
+
+    Attributes:
+        prefix, middle, suffix: Fixed token ids before the query, between query and
+            document, and after the document.
+        prefix_types, middle_types, suffix_types: Their token type ids (zeros when empty).
+        query_type, document_type: Token type ids of the query's and the document's tokens.
+        query_lead, query_tail: Text tokenized with the query, before and after it.
+        document_lead: Text tokenized with the document, before it.
+        pad_id: The padding token id (None: ``[PAD]``, ``<pad>`` or 0 from the vocabulary).
+    """
+
+    prefix: tuple[int, ...] = ()
+    middle: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    prefix_types: tuple[int, ...] = ()
+    middle_types: tuple[int, ...] = ()
+    suffix_types: tuple[int, ...] = ()
+    query_type: int = 0
+    document_type: int = 0
+    query_lead: str = ""
+    query_tail: str = ""
+    document_lead: str = ""
+    pad_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for part in ("prefix", "middle", "suffix"):
+            ids, types = getattr(self, part), getattr(self, f"{part}_types")
+            object.__setattr__(self, part, tuple(int(i) for i in ids))
+            if not types:
+                object.__setattr__(self, f"{part}_types", (0,) * len(ids))
+            elif len(types) != len(ids):
+                raise ConfigurationError(f"{part}_types must have one type id per {part} token; received {len(types)} for {len(ids)}")
+            else:
+                object.__setattr__(self, f"{part}_types", tuple(int(t) for t in types))
 
     @property
     def special_count(self) -> int:
         return len(self.prefix) + len(self.middle) + len(self.suffix)
 
+    @classmethod
+    def from_post_processor(cls, tokenizer: object, *, query_lead: str = "") -> PairLayout:
+        """The special tokens around a pair, read from the tokenizer's own post-processor.
 
-def _read_template(tokenizer: object) -> _Template:
-    first = tokenizer.encode("a", add_special_tokens=False)  # type: ignore[attr-defined]
-    second = tokenizer.encode("b", add_special_tokens=False)  # type: ignore[attr-defined]
-    if len(first.ids) != 1 or len(second.ids) != 1 or first.ids == second.ids:
-        raise ModelIntegrityError("tokenizer cannot encode the probe tokens 'a' and 'b' as single distinct tokens")
-    pair = tokenizer.post_process(first, second, add_special_tokens=True)  # type: ignore[attr-defined]
-    ids, types = pair.ids, pair.type_ids
-    if ids.count(first.ids[0]) != 1 or ids.count(second.ids[0]) != 1:
-        raise ModelIntegrityError(f"cannot read the pair template from the tokenizer's post-processor: {pair.tokens}")
-    a_pos = ids.index(first.ids[0])
-    b_pos = ids.index(second.ids[0])
-    return _Template(
-        prefix=tuple(ids[:a_pos]),
-        middle=tuple(ids[a_pos + 1 : b_pos]),
-        suffix=tuple(ids[b_pos + 1 :]),
-        prefix_types=tuple(types[:a_pos]),
-        middle_types=tuple(types[a_pos + 1 : b_pos]),
-        suffix_types=tuple(types[b_pos + 1 :]),
-        query_type=types[a_pos],
-        document_type=types[b_pos],
-    )
+        The tokenizer's padding and truncation, if its file sets any, are switched off (the
+        encoder lays out rows itself).
+        """
+        tokenizer.no_padding()  # type: ignore[attr-defined]
+        tokenizer.no_truncation()  # type: ignore[attr-defined]
+        first = tokenizer.encode("a", add_special_tokens=False)  # type: ignore[attr-defined]
+        second = tokenizer.encode("b", add_special_tokens=False)  # type: ignore[attr-defined]
+        if len(first.ids) != 1 or len(second.ids) != 1 or first.ids == second.ids:
+            raise ModelIntegrityError("tokenizer cannot encode the probe tokens 'a' and 'b' as single distinct tokens")
+        pair = tokenizer.post_process(first, second, add_special_tokens=True)  # type: ignore[attr-defined]
+        ids, types = pair.ids, pair.type_ids
+        if ids.count(first.ids[0]) != 1 or ids.count(second.ids[0]) != 1:
+            raise ModelIntegrityError(f"cannot read the pair template from the tokenizer's post-processor: {pair.tokens}")
+        a_pos = ids.index(first.ids[0])
+        b_pos = ids.index(second.ids[0])
+        return cls(
+            prefix=tuple(ids[:a_pos]),
+            middle=tuple(ids[a_pos + 1 : b_pos]),
+            suffix=tuple(ids[b_pos + 1 :]),
+            prefix_types=tuple(types[:a_pos]),
+            middle_types=tuple(types[a_pos + 1 : b_pos]),
+            suffix_types=tuple(types[b_pos + 1 :]),
+            query_type=types[a_pos],
+            document_type=types[b_pos],
+            query_lead=query_lead,
+        )
+
+
+def _read_template(tokenizer: object) -> PairLayout:
+    return PairLayout.from_post_processor(tokenizer)
 
 
 class PairEncoder:
     """Encodes (query, document) pairs into model rows without ever truncating the query away.
 
-    The query keeps up to ``max_query_length`` tokens (longer queries are cut and counted);
+    The query keeps up to ``max_query_length`` tokens (default: half of ``max_length``, or half
+    of what a long prompt around the pair leaves; longer queries are cut and counted);
     the document gets the rest of ``max_length``. A longer document is truncated
     (``long_documents="truncate"``, counted), split into overlapping windows (``"window"``),
     each scored separately and pooled later, or reduced to the sentences that share the most
@@ -179,34 +227,60 @@ class PairEncoder:
         long_documents: str = "truncate",
         window_overlap: int | None = None,
         max_windows: int = 8,
+        layout: PairLayout | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         tokenizer.no_padding()  # type: ignore[attr-defined]
         tokenizer.no_truncation()  # type: ignore[attr-defined]
-        self.template = _read_template(tokenizer)
+        self.template = layout if layout is not None else _read_template(tokenizer)
+        t = self.template
+        # Texts tokenized with the query or the document (a prompt's "A: ", a template's
+        # "<Query>: "...): the tail stays when a query is cut, the lead starts every window.
+        self._query_tail_ids = self._ids(t.query_tail)
+        self._document_lead_ids = self._ids(t.document_lead)
         self.max_length = max_length
-        self.max_query_length = max_query_length if max_query_length is not None else max_length // 2
+        if max_query_length is None:
+            # Half of the row; with a long prompt around the pair, half of what the prompt leaves.
+            max_query_length = max_length // 2
+            room = max_length - t.special_count - len(self._document_lead_ids)
+            if room - max_query_length < 1:
+                max_query_length = max(1, room // 2)
+        self.max_query_length = max_query_length
         if long_documents not in LONG_DOCUMENT_MODES:
             raise ConfigurationError(f"long_documents must be one of {LONG_DOCUMENT_MODES}; received {long_documents!r}")
         self.long_documents = long_documents
-        self.document_budget_min = max_length - self.template.special_count - self.max_query_length
-        if self.document_budget_min < 1:
+        around_query = len(self._ids(t.query_lead)) + len(self._query_tail_ids)
+        if around_query and self.max_query_length <= around_query:
+            raise ConfigurationError(
+                f"max_query_length={self.max_query_length} leaves no room for the query: the text around it "
+                f"({t.query_lead!r} ... {t.query_tail!r}) takes {around_query} tokens"
+            )
+        self.document_budget_min = max_length - t.special_count - self.max_query_length
+        if self.document_budget_min < 1 + len(self._document_lead_ids):
             raise ConfigurationError(
                 f"max_query_length={self.max_query_length} leaves no room for the document in "
-                f"max_length={max_length} ({self.template.special_count} special tokens)"
+                f"max_length={max_length} ({t.special_count} special and prompt tokens"
+                + (f", {len(self._document_lead_ids)} before the document" if self._document_lead_ids else "")
+                + ")"
             )
+        body_budget = self.document_budget_min - len(self._document_lead_ids)
         if window_overlap is None:
             # A quarter of the smallest document budget, at most 64 tokens, keeps windows mostly new text.
-            window_overlap = min(64, self.document_budget_min // 4)
-        if window_overlap < 0 or window_overlap >= self.document_budget_min:
+            window_overlap = min(64, body_budget // 4)
+        if window_overlap < 0 or window_overlap >= body_budget:
             raise ConfigurationError(
-                f"window_overlap must be in [0, {self.document_budget_min}) for these lengths; received {window_overlap}"
+                f"window_overlap must be in [0, {body_budget}) for these lengths; received {window_overlap}"
             )
         if max_windows < 1:
             raise ConfigurationError(f"max_windows must be >= 1; received {max_windows}")
         self.window_overlap = window_overlap
         self.max_windows = max_windows
         self.select_scan_tokens = max_windows * max_length
+
+    def _ids(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: object) -> PairEncoder:
@@ -223,24 +297,25 @@ class PairEncoder:
     ) -> tuple[list[EncodedSegment], EncodingReport]:
         """Encode pairs ``(queries[query_of_pair[i]], documents[i])`` into rows."""
         report = EncodingReport()
+        t = self.template
         # Only the queries these pairs use: a caller may encode its pairs slice by slice.
         needed = sorted(set(query_of_pair))
-        query_ids: dict[int, list[int]] = {}
-        query_tokens = self._leading_tokens([queries[q] for q in needed], [self.max_query_length + 1] * len(needed))
-        for q_index, tokens in zip(needed, query_tokens):
-            ids = tokens.ids
-            if len(ids) > self.max_query_length or not tokens.complete:
-                ids = ids[: self.max_query_length]
-                report.truncated_queries += 1
-                report.truncated_query_indices.add(q_index)
-            query_ids[q_index] = ids
-        t = self.template
+        query_ids = self._query_ids([queries[q] for q in needed], needed, report)
         budgets = [self.max_length - t.special_count - len(query_ids[q]) for q in query_of_pair]
-        document_tokens = self._leading_tokens(documents, [self._tokens_needed(budget) for budget in budgets])
+        lead_ids = self._document_lead_ids
+        lead = len(lead_ids)
+        if t.document_lead:
+            documents = [t.document_lead + document for document in documents]
+        document_tokens = self._leading_tokens(documents, [self._tokens_needed(budget - lead) + lead for budget in budgets])
         segments: list[EncodedSegment] = []
         for pair, (tokens, q_index, budget) in enumerate(zip(document_tokens, query_of_pair, budgets)):
             query = query_ids[q_index]
             doc = tokens.ids
+            offsets = tokens.offsets
+            head: list[int] = []
+            if lead and doc[:lead] == lead_ids:
+                # The lead tokenizes apart from the document: it starts every piece kept.
+                head, doc, offsets, budget = lead_ids, doc[lead:], offsets[lead:], budget - lead
             cut = not tokens.complete  # characters after the tokenized prefix were never read
             if self.long_documents == "select" and (cut or len(doc) > self.select_scan_tokens):
                 doc, cut = doc[: self.select_scan_tokens], True
@@ -253,7 +328,7 @@ class PairEncoder:
                 pieces = [doc[:budget]]
                 report.truncated_documents += 1
             elif self.long_documents == "select":
-                pieces = [_select_sentences(tokens.text, doc, tokens.offsets[: len(doc)], query, budget)]
+                pieces = [_select_sentences(tokens.text, doc, offsets[: len(doc)], query, budget)]
                 report.truncated_documents += 1
             else:
                 step = budget - self.window_overlap
@@ -265,6 +340,8 @@ class PairEncoder:
                 report.windowed_documents += 1
                 report.windows += len(pieces)
             for piece in pieces:
+                if head:
+                    piece = [*head, *piece]
                 ids = [*t.prefix, *query, *t.middle, *piece, *t.suffix]
                 types = [
                     *t.prefix_types,
@@ -277,6 +354,29 @@ class PairEncoder:
                     EncodedSegment(pair, np.asarray(ids, dtype=np.int64), np.asarray(types, dtype=np.int64))
                 )
         return segments, report
+
+    def _query_ids(self, texts: list[str], indices: list[int], report: EncodingReport) -> dict[int, list[int]]:
+        """Each query's tokens (with the text around it), cut at ``max_query_length`` and counted."""
+        t = self.template
+        limit = self.max_query_length
+        if t.query_lead or t.query_tail:
+            texts = [t.query_lead + text + t.query_tail for text in texts]
+        tokens = self._leading_tokens(texts, [limit + 1] * len(texts))
+        out: dict[int, list[int]] = {}
+        for q_index, text, leading in zip(indices, texts, tokens):
+            ids = leading.ids
+            if len(ids) > limit or not leading.complete:
+                tail = self._query_tail_ids
+                if tail:
+                    # The text after the query (a line break before the document...) is kept.
+                    head_text = text[: len(text) - len(t.query_tail)]
+                    ids = [*self._leading_tokens([head_text], [limit - len(tail) + 1])[0].ids[: limit - len(tail)], *tail]
+                else:
+                    ids = ids[:limit]
+                report.truncated_queries += 1
+                report.truncated_query_indices.add(q_index)
+            out[q_index] = ids
+        return out
 
     def _tokens_needed(self, budget: int) -> int:
         """Leading document tokens that decide a pair's rows (one more shows there are more)."""
@@ -293,15 +393,15 @@ class PairEncoder:
         ends at a word end, and only tokens that end before the prefix's last word are kept,
         since the last word may tokenize differently once the text goes on. When those are
         fewer than needed, a four times longer prefix is read, up to
-        ``_MAX_CHARS_PER_TOKEN`` characters per needed token, where the prefix's tokens are
-        taken as they are.
+        ``_MAX_CHARS_PER_TOKEN`` characters per needed token plus ``_CEILING_SLACK_CHARS``,
+        where the prefix's tokens are taken as they are.
         """
         limits = [n * _FIRST_CHARS_PER_TOKEN + _SLACK_CHARS for n in needed]
         pieces = [text[: _cut_point(text, limit)] for text, limit in zip(texts, limits)]
         encodings = self.tokenizer.encode_batch(pieces, add_special_tokens=False)  # type: ignore[attr-defined]
         results: list[_LeadingTokens] = []
         for text, piece, encoding, limit, count in zip(texts, pieces, encodings, limits, needed):
-            ceiling = count * _MAX_CHARS_PER_TOKEN + _SLACK_CHARS
+            ceiling = count * _MAX_CHARS_PER_TOKEN + _CEILING_SLACK_CHARS
             while True:
                 if len(piece) == len(text):
                     results.append(_LeadingTokens(encoding.ids, encoding.offsets, text, complete=True))
@@ -323,6 +423,8 @@ class PairEncoder:
 
     @property
     def pad_id(self) -> int:
+        if self.template.pad_id is not None:
+            return self.template.pad_id
         padding = self.tokenizer.token_to_id("[PAD]")  # type: ignore[attr-defined]
         if padding is None:
             padding = self.tokenizer.token_to_id("<pad>")  # type: ignore[attr-defined]

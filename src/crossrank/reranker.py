@@ -290,7 +290,7 @@ class Reranker:
         settings = self._settings
         loaded = load_model(settings, self._plugin_manager)
         scorer: Any = PairScorer(
-            loaded, batch_size=settings.batch_size, token_budget=settings.token_budget,
+            loaded, batch_size=settings.batch_size, token_budget=loaded.token_budget,
             window_pooling=settings.window_pooling, show_progress=settings.show_progress,
         )
         if self.cache is not None:

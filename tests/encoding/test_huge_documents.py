@@ -143,6 +143,7 @@ def test_leading_tokens_are_those_of_the_whole_text(
         # Small prefixes and search windows put cuts everywhere in short generated texts.
         patch.setattr(encoding, "_FIRST_CHARS_PER_TOKEN", chars_per_token)
         patch.setattr(encoding, "_SLACK_CHARS", 0)
+        patch.setattr(encoding, "_CEILING_SLACK_CHARS", 0)
         patch.setattr(encoding, "_CUT_SEARCH_CHARS", search)
         leading = PairEncoder(tokenizer, max_length=64)._leading_tokens([text], [needed])[0]
     if leading.complete:
@@ -188,7 +189,7 @@ def _huge_document(characters: int) -> str:
 
 def _ceiling(encoder: PairEncoder, needed: int) -> int:
     """The longest text the encoder may pass to the tokenizer for ``needed`` tokens."""
-    return needed * encoding._MAX_CHARS_PER_TOKEN + encoding._SLACK_CHARS + encoding._CUT_SEARCH_CHARS
+    return needed * encoding._MAX_CHARS_PER_TOKEN + encoding._CEILING_SLACK_CHARS + encoding._CUT_SEARCH_CHARS
 
 
 @pytest.mark.parametrize("mode", ["truncate", "window", "select"])

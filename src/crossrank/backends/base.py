@@ -57,6 +57,10 @@ class BackendSpec:
             ``None`` when the backend finds its own.
         priority: ``backend="auto"`` picks the highest-priority backend that can run the model.
         description: One line for ``crossrank models list`` and error messages.
+        accepts_family: The factory takes a ``family=`` keyword: the model's
+            :class:`~crossrank.families.ModelFamily`, for backends that build the model
+            themselves (the torch backend). Others get rows the family encoded and return what
+            the model outputs.
     """
 
     name: str
@@ -66,6 +70,7 @@ class BackendSpec:
     priority: int = 0
     description: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    accepts_family: bool = False
 
     def can_run(self, config: ModelConfig) -> bool:
         if self.needs_file == "onnx":
@@ -74,7 +79,11 @@ class BackendSpec:
             return config.torch_weights is not None
         return True
 
-    def build(self, model_dir: Path, config: ModelConfig, device: str, options: Mapping[str, Any]) -> ScoringBackend:
+    def build(
+        self, model_dir: Path, config: ModelConfig, device: str, options: Mapping[str, Any], *, family: Any = None
+    ) -> ScoringBackend:
+        if self.accepts_family and family is not None:
+            return self.factory(model_dir=model_dir, config=config, device=device, options=dict(options), family=family)
         return self.factory(model_dir=model_dir, config=config, device=device, options=dict(options))
 
 

@@ -128,6 +128,14 @@ class OnnxBackend:
         missing = {"input_ids", "attention_mask"} - self._input_names
         if missing:
             raise ModelIntegrityError(f"ONNX model {path} lacks inputs {sorted(missing)}; has {sorted(self._input_names)}")
+        unfed = self._input_names - {"input_ids", "attention_mask", "token_type_ids"}
+        if unfed:
+            # Inputs are bound by name; a graph that also wants position ids or a key/value cache
+            # was exported for another use (``crossrank export`` writes graphs that need none).
+            raise ModelIntegrityError(
+                f"ONNX model {path} takes inputs crossrank does not feed: {sorted(unfed)}; expected input_ids, "
+                "attention_mask and optionally token_type_ids (re-export it with 'crossrank export')"
+            )
         self.providers = self.session.get_providers()
 
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:

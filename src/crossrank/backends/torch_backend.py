@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crossrank.backends.base import BatchTooLargeError, logits_to_scores
+from crossrank.backends.base import BatchTooLargeError
 from crossrank.errors import BackendUnavailableError, ConfigurationError, ModelIntegrityError, missing_dependency
 from crossrank.models.config import ModelConfig
 
@@ -19,12 +18,16 @@ _OPTION_KEYS = {"dtype", "trust_remote_code", "num_threads"}
 
 
 class TorchBackend:
-    """Scores pairs with a Hugging Face ``AutoModelForSequenceClassification``.
+    """Scores pairs with a Hugging Face model wrapped by the model's family.
 
-    Weights are read from safetensors only; ``trust_remote_code`` stays off unless the caller
-    passes ``backend_options={"trust_remote_code": True}``. A CUDA out-of-memory error is
-    raised as :class:`~crossrank.backends.base.BatchTooLargeError` so the engine can halve the
-    batch and retry.
+    The family builds the model (a sequence classifier, or a language model read at its score
+    tokens) as a score module: inputs bound by name, ``token_type_ids`` only where the model
+    takes them, one raw score per row, rows read at their last real token where the score sits
+    there. Weights are read from safetensors only; a load that would leave any weight newly
+    initialized is refused. ``trust_remote_code`` stays off unless the caller passes
+    ``backend_options={"trust_remote_code": True}``. A CUDA out-of-memory error is raised as
+    :class:`~crossrank.backends.base.BatchTooLargeError` so the engine can halve the batch and
+    retry.
     """
 
     name = "torch"
@@ -32,12 +35,20 @@ class TorchBackend:
     # The checkpoint's float weights run as they are, whatever an ONNX graph beside them quantizes.
     quantization = "none"
 
-    def __init__(self, model_dir: Path, config: ModelConfig, device: str = "cpu", options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        config: ModelConfig,
+        device: str = "cpu",
+        options: Mapping[str, Any] | None = None,
+        family: Any = None,
+    ) -> None:
         try:
             import torch
-            from transformers import AutoConfig, AutoModelForSequenceClassification
         except ImportError:
             raise missing_dependency("torch and transformers", "torch", "The PyTorch backend") from None
+        from crossrank.families import ClassifierFamily, ModelFiles
+
         options = dict(options or {})
         unknown = set(options) - _OPTION_KEYS
         if unknown:
@@ -51,17 +62,12 @@ class TorchBackend:
         if not isinstance(trust_remote_code, bool):
             # bool("false") is True: only a real boolean may switch on running a model's own code.
             raise ConfigurationError(f"trust_remote_code must be True or False; received {trust_remote_code!r}")
-        hf_config_path = model_dir / "config.json"
-        if hf_config_path.is_file():
-            try:
-                hf_config = json.loads(hf_config_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ModelIntegrityError(f"cannot read {hf_config_path}: {exc}") from None
-            if hf_config.get("auto_map") and not trust_remote_code:
-                raise ConfigurationError(
-                    f"{hf_config_path} asks to run custom code (auto_map); refused. Pass "
-                    "backend_options={'trust_remote_code': True} only if you trust this model."
-                )
+        files = ModelFiles.read(model_dir)
+        if files.hf_config.get("auto_map") and not trust_remote_code:
+            raise ConfigurationError(
+                f"{model_dir / 'config.json'} asks to run custom code (auto_map); refused. Pass "
+                "backend_options={'trust_remote_code': True} only if you trust this model."
+            )
         config.verify(model_dir, only=(config.torch_weights,))
         _check_safetensors(model_dir / config.torch_weights)
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -74,37 +80,46 @@ class TorchBackend:
             raise BackendUnavailableError(f"device={device!r} but torch sees no CUDA device")
         self._torch = torch
         self.device = torch.device(device)
-        try:
-            auto_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(model_dir),
-                config=auto_config,
-                trust_remote_code=trust_remote_code,
-                use_safetensors=True,
-                dtype=dtypes[dtype_name],
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelIntegrityError(f"cannot load PyTorch model from {model_dir}: {exc}") from None
-        self.model.to(self.device).eval()
+        self.family = family if family is not None else ClassifierFamily()
+        tokenizer = None
+        if self.family.kind != "classifier":
+            from crossrank.families.decoder import load_tokenizer
+
+            tokenizer = load_tokenizer(model_dir / config.tokenizer_file)
+        self.module = self.family.torch_module(
+            files, dtype=dtypes[dtype_name], trust_remote_code=trust_remote_code, tokenizer=tokenizer
+        )
+        self.module.to(self.device).eval()
+        self.position_limit = getattr(self.module, "position_limit", None)
+
+    @property
+    def model(self) -> Any:
+        """The wrapped Hugging Face model."""
+        return self.module.hf_model if self.module is not None else None
 
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         torch = self._torch
+        if self.position_limit is not None and input_ids.shape[1] > self.position_limit:
+            # Never index past the position table: that is an index error on CPU and garbage on GPU.
+            raise ConfigurationError(
+                f"rows of {input_ids.shape[1]} tokens exceed the model's {self.position_limit} positions"
+            )
         feeds = {
             "input_ids": torch.from_numpy(input_ids).to(self.device),
             "attention_mask": torch.from_numpy(attention_mask).to(self.device),
         }
-        if getattr(self.model.config, "type_vocab_size", 0) > 1:
+        if "token_type_ids" in self.module.input_names:
             feeds["token_type_ids"] = torch.from_numpy(token_type_ids).to(self.device)
         try:
             with torch.inference_mode():
-                logits = self.model(**feeds).logits
+                scores = self.module(**feeds)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             raise BatchTooLargeError(f"out of device memory for a batch of shape {tuple(input_ids.shape)}") from None
-        return logits_to_scores(logits.float().cpu().numpy())
+        return scores.float().cpu().numpy().astype(np.float32)
 
     def close(self) -> None:
-        self.model = None
+        self.module = None
 
 
 def _check_safetensors(path: Path) -> None:

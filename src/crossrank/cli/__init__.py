@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "crossrank.cli.feedback",
     "crossrank.cli.bench",
     "crossrank.cli.import_onnx",
+    "crossrank.cli.export",
     "crossrank.cli.train",
     "crossrank.cli.distill",
     "crossrank.cli.quantization_scan",

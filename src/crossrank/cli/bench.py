@@ -21,6 +21,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "crossrank.benchmarks.serving",
     "crossrank.benchmarks.feedback",
     "crossrank.benchmarks.documents",
+    "crossrank.benchmarks.families",
 )
 
 

@@ -240,7 +240,7 @@ def prepare_model(
         names=(requested, settings.model, config.name),
     )
     instruction = family.instruction_for(settings.instruction if settings.instruction is not None else config.instruction)
-    limit, default_length, source = model_lengths(files, config.max_length, family=family)
+    limit, default_length, source = model_lengths(files, config.max_length)
     max_length = settings.max_length or default_length
     if max_length > limit:
         raise ConfigurationError(
@@ -305,9 +305,13 @@ def _load_tokenizer(path: Path) -> Any:
     from crossrank.errors import ModelIntegrityError
 
     try:
-        return Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises plain Exception subclasses for bad JSON
         raise ModelIntegrityError(f"cannot load tokenizer {path}: {exc}") from None
+    # Some tokenizer.json files pad or truncate every text; pairs are laid out by the encoder.
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
 
 
 def choose_backend(settings: RerankerConfig, registry: Mapping[str, BackendSpec], config: ModelConfig) -> BackendSpec:

@@ -48,6 +48,10 @@ class ModelConfig:
         origin: Where the files came from.
         files: Expected sha256 of files, checked on load.
         extra: Anything else worth keeping (provenance, notes).
+        family: The model family that scores it (``classifier``, ``qwen3-reranker``...; see
+            :mod:`crossrank.families`), or None to choose from the model id and its files.
+        instruction: The instruction an instruction-aware family's prompt uses (None: the
+            family's default).
 
     Example:
         >>> ModelConfig(name="demo", tokenizer_file="tokenizer.json").max_length
@@ -65,13 +69,15 @@ class ModelConfig:
     origin: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None
+    instruction: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("name", "tokenizer_file", "revision"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string; received {_short(value)}")
-        for name in ("onnx_file", "torch_weights", "license", "origin"):
+        for name in ("onnx_file", "torch_weights", "license", "origin", "family", "instruction"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigurationError(f"{name} must be a non-empty string or null; received {_short(value)}")
@@ -108,7 +114,11 @@ class ModelConfig:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": MODEL_CONFIG_FORMAT, "version": MODEL_CONFIG_VERSION, **asdict(self)}
+        data = {"format": MODEL_CONFIG_FORMAT, "version": MODEL_CONFIG_VERSION, **asdict(self)}
+        for optional in ("family", "instruction"):  # written only when set: older readers know no such keys
+            if data[optional] is None:
+                del data[optional]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:

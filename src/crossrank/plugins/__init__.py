@@ -17,6 +17,7 @@ from crossrank.plugins import hookspecs
 if TYPE_CHECKING:
     from crossrank.backends.base import BackendSpec
     from crossrank.calibration import Calibrator
+    from crossrank.families.base import ModelFamily
     from crossrank.models.sources import ModelSource
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "backend_registry",
     "model_sources",
     "calibrator_registry",
+    "family_registry",
 ]
 
 ENTRY_POINT_GROUP = "crossrank"
@@ -106,4 +108,21 @@ def calibrator_registry(manager: pluggy.PluginManager | None = None) -> dict[str
         if not (isinstance(cls, type) and issubclass(cls, Calibrator)):
             raise PluginError(f"crossrank_calibrators must return Calibrator subclasses; got {cls!r}")
         registry[cls.kind] = cls
+    return registry
+
+
+def family_registry(manager: pluggy.PluginManager | None = None) -> dict[str, ModelFamily]:
+    """Model families by name, in registration order; later registrations override earlier ones."""
+    from crossrank.families.base import ModelFamily
+
+    manager = manager or get_plugin_manager()
+    registry: dict[str, ModelFamily] = {}
+    for family in _collect(manager.hook.crossrank_families(), "crossrank_families"):
+        if not isinstance(family, ModelFamily):
+            got = f"the class {family.__name__} (return an instance)" if isinstance(family, type) else type(family).__name__
+            raise PluginError(f"crossrank_families must return ModelFamily instances; got {got}")
+        if not isinstance(family.name, str) or not family.name:
+            raise PluginError(f"a model family needs a non-empty name; {type(family).__name__} has {family.name!r}")
+        registry.pop(family.name, None)
+        registry[family.name] = family
     return registry

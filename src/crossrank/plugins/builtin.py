@@ -1,4 +1,4 @@
-"""crossrank's own backends, model sources and calibrators, registered like any plugin."""
+"""crossrank's own backends, model sources, calibrators and model families, registered like any plugin."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def crossrank_backends() -> list[BackendSpec]:
             needs_file="torch",
             priority=50,
             description="PyTorch + transformers (GPU, training); pip install 'crossrank[torch]'",
+            accepts_family=True,
         ),
     ]
 
@@ -66,3 +67,10 @@ def crossrank_model_sources() -> list[ModelSource]:
 @hookimpl
 def crossrank_calibrators() -> list[type[Calibrator]]:
     return [SigmoidCalibrator, PlattCalibrator, TemperatureCalibrator, IsotonicCalibrator]
+
+
+@hookimpl
+def crossrank_families() -> list[object]:
+    from crossrank.families import builtin_families
+
+    return list(builtin_families())

@@ -1,8 +1,8 @@
 """Hook specifications: the extension points of crossrank.
 
 Implement any of these in a module or object decorated with :data:`crossrank.hookimpl` and
-expose it under the ``crossrank`` entry-point group; crossrank's own backends, model sources
-and calibrators are registered through these same hooks.
+expose it under the ``crossrank`` entry-point group; crossrank's own backends, model sources,
+calibrators and model families are registered through these same hooks.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from crossrank.backends.base import BackendSpec
     from crossrank.calibration import Calibrator
+    from crossrank.families.base import ModelFamily
     from crossrank.models.sources import ModelSource
 
 hookspec = pluggy.HookspecMarker("crossrank")
@@ -45,5 +46,17 @@ def crossrank_calibrators() -> list[type[Calibrator]]:
 
     All results: a calibration file may only name a kind registered here, so loading a
     calibration never executes code chosen by the file.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crossrank_families() -> list[ModelFamily]:
+    """Return model families this plugin provides (:class:`crossrank.families.ModelFamily` instances).
+
+    All results: a family says how (query, document) pairs become a model's inputs and how its
+    outputs become one raw score per pair. A later-registered family with the same name replaces
+    an earlier one; ``Reranker(family=name)`` or a model folder's ``crossrank.json`` chooses one,
+    and the ids in a family's ``known_models`` choose it for those models.
     """
     raise NotImplementedError
