@@ -46,7 +46,7 @@ def test_sigkill_mid_epoch_resumes_with_the_same_data_order(tiny_model_dir: Path
     script = textwrap.dedent(
         f"""
         import json, os, signal, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
         from crossrank.training.config import TrainConfig
         from crossrank.training.trainer import train
 

@@ -991,7 +991,7 @@ def test_minilm_student_gets_a_new_head(tmp_path: Path) -> None:
 )
 def test_the_published_configs_are_valid(name: str, split: str, frozen: int, stemmer: str, loss: str) -> None:
     # BENCHMARKS.md's fine-tuning figures come from these files; they must keep loading as written.
-    path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}.yaml"
+    path = Path(__file__).resolve().parents[2] / "training" / "configs" / f"{name}.yaml"
     config = load_config(path)
     assert config.loss == loss and config.freeze_layers == frozen and config.max_length == 256
     # Only the abstention recipe adds the citations as judged negatives (and no-answer claims).
@@ -1016,7 +1016,7 @@ def test_the_published_configs_are_valid(name: str, split: str, frozen: int, ste
 def test_the_published_distillation_config_is_valid() -> None:
     from crossrank import DEFAULT_MODEL
 
-    path = Path(__file__).resolve().parents[1] / "training" / "configs" / "scifact-l6-student.yaml"
+    path = Path(__file__).resolve().parents[2] / "training" / "configs" / "scifact-l6-student.yaml"
     config = load_config(path)
     assert config.loss == "margin_mse" and config.teacher == DEFAULT_MODEL and config.freeze_layers == 0
     # The teacher's float import is resolved against the config's folder once it exists; before, the
