@@ -13,7 +13,9 @@ must be relevance probabilities in [0, 1]. ``result.served_by`` says which path 
 ``result.stats.fallback_reason`` why.
 
 A primary that runs past its deadline is not interrupted (Python cannot stop a thread): it
-keeps running in a daemon thread and its answer is discarded. A first call that has to load
+keeps running in a daemon thread and its answer is discarded; at most ``max_abandoned_calls``
+such calls may be running, beyond which the fallback serves at once (see
+:mod:`crossrank.engine.serving`, where the chain lives). A first call that has to load
 the model counts the loading time against the deadline, so call ``warm_up()`` at start-up.
 
 Example:
@@ -29,9 +31,8 @@ Example:
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +42,10 @@ from crossrank.results import RerankResult, RerankStats, ScoredDocument
 __all__ = [
     "PrimaryTimeoutError",
     "ScoringFunction",
-    "run_with_deadline",
     "rank_callable_scores",
     "callable_reference",
 ]
 
-T = TypeVar("T")
 
 ScoringFunction = Callable[[str, list[str]], Sequence[float]]
 """A fallback callable: ``(query, texts) -> one relevance probability per text``."""
@@ -54,33 +53,6 @@ ScoringFunction = Callable[[str, list[str]], Sequence[float]]
 
 class PrimaryTimeoutError(CrossRankError, TimeoutError):
     """The primary reranker did not answer within its deadline."""
-
-
-def run_with_deadline(work: Callable[[], T], timeout: float, *, name: str = "crossrank-primary") -> T:
-    """Run ``work`` in a daemon thread and wait at most ``timeout`` seconds for it.
-
-    Returns its result or re-raises its exception. On timeout raises
-    :class:`PrimaryTimeoutError` at once; the thread keeps running in the background and
-    whatever it produces is dropped.
-    """
-    outcome: dict[str, Any] = {}
-    finished = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # handed over to the caller's thread below
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    thread.start()
-    if not finished.wait(timeout):
-        raise PrimaryTimeoutError(f"the primary reranker did not answer within {timeout:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def callable_reference(function: object) -> str:
