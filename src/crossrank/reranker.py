@@ -168,22 +168,30 @@ class Reranker:
             reload = any(option_specs()[name].group in _RELOAD_GROUPS for name in changes)
             self.__dict__["_settings"] = settings
             self.setting_sources.update({name: "argument" for name in changes})
-            if reload:
-                self._slot.reset()
-            self._configure_serving()
+            if reload or "cache" in changes:
+                self._slot.reset()  # the scorer holds the cache too
+            self._configure_serving(set(changes))
         return self
 
-    def _configure_serving(self) -> None:
+    def _configure_serving(self, changed: set[str] | None = None) -> None:
+        """Build (or, after a reconfiguration, update) the cache, the fallback and the serving chain.
+
+        Only what ``changed`` touches is rebuilt: the cache keeps its entries and the chain its
+        count of abandoned calls across unrelated changes.
+        """
         from crossrank.score_cache import cache_from_spec
 
         settings = self._settings
-        self.__dict__["cache"] = cache_from_spec(settings.cache)
-        fallback = self._build_fallback(settings.fallback)
-        self.__dict__["fallback"] = fallback
-        self.__dict__["_chain"] = ServingChain(
-            self._rank,
+        if changed is None or "cache" in changed:
+            self.__dict__["cache"] = cache_from_spec(settings.cache)
+        if changed is None or changed & {"fallback", "device", "allow_download"}:
+            self.__dict__["fallback"] = self._build_fallback(settings.fallback)
+        chain = self.__dict__.get("_chain")
+        if chain is None:
+            chain = self.__dict__["_chain"] = ServingChain(self._rank, name=settings.model)
+        chain.configure(
             name=settings.model,
-            fallback=fallback,
+            fallback=self.fallback,
             primary_timeout=settings.primary_timeout,
             min_confidence=settings.min_confidence,
             max_abandoned_calls=settings.max_abandoned_calls,

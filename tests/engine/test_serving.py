@@ -153,3 +153,18 @@ def test_close_while_onnx_calls_are_in_flight(tiny_model_dir: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert not errors, errors[:1]
+
+
+def test_reconfiguring_keeps_what_the_change_does_not_touch(overlap_model_dir: Path, overlap_plugin_manager) -> None:
+    reranker = Reranker.from_config(
+        RerankerConfig(model=str(overlap_model_dir), backend="overlap", cache="memory", fallback=judge),
+        plugin_manager=overlap_plugin_manager,
+    )
+    reranker.rerank(QUERY, DOCS)
+    cache, chain, fallback = reranker.cache, reranker._chain, reranker.fallback
+    reranker.reconfigure(threshold=0.5, top_k=1, min_confidence=0.1)
+    assert reranker.cache is cache and reranker._chain is chain and reranker.fallback is fallback
+    assert reranker.rerank(QUERY, DOCS).stats.cache_hits == len(DOCS)
+    assert chain.min_confidence == 0.1
+    reranker.reconfigure(cache=None)
+    assert reranker.cache is None and reranker.rerank(QUERY, DOCS).stats.cache_hits == 0

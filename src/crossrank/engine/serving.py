@@ -76,13 +76,29 @@ class ServingChain:
         max_abandoned_calls: int = 2,
     ) -> None:
         self.primary = primary
-        self.name = name
-        self.fallback = fallback
-        self.primary_timeout = primary_timeout
-        self.min_confidence = min_confidence
-        self.max_abandoned_calls = max_abandoned_calls
         self._abandoned = 0
         self._lock = threading.Lock()
+        self.configure(
+            name=name, fallback=fallback, primary_timeout=primary_timeout,
+            min_confidence=min_confidence, max_abandoned_calls=max_abandoned_calls,
+        )
+
+    def configure(
+        self,
+        *,
+        name: str,
+        fallback: Any,
+        primary_timeout: float | None,
+        min_confidence: float | None,
+        max_abandoned_calls: int,
+    ) -> None:
+        """Change the chain's settings; calls already past their deadline stay counted."""
+        with self._lock:
+            self.name = name
+            self.fallback = fallback
+            self.primary_timeout = primary_timeout
+            self.min_confidence = min_confidence
+            self.max_abandoned_calls = max_abandoned_calls
 
     @property
     def abandoned_calls(self) -> int:
