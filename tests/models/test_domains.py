@@ -50,7 +50,7 @@ def test_reranker_uses_the_domain_model_or_falls_back(
 def test_train_cli_registers_the_domain(isolated_home: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     yaml = pytest.importorskip("yaml")
     pytest.importorskip("torch")
-    from test_training import write_synthetic
+    from synthetic_judgments import write_synthetic
 
     data = write_synthetic(tmp_path / "data")
     config = {

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("bm25s")
 
 from crossrank.training.trainer import train
-from test_training import make_config, write_synthetic
+from synthetic_judgments import write_synthetic
+from test_training import make_config
 
 KILL_AT_STEP = 5
 
