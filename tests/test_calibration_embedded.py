@@ -44,6 +44,11 @@ def test_packaged_calibration_is_loaded_and_applied(embedded_reranker, scifact_d
     assert shipped.calibrator.kind in ("platt", "isotonic", "temperature")
     assert shipped.threshold is not None and shipped.abstention is not None
     assert "train" in shipped.provenance["fitted_on"]
+    # It records the top scores of its domain's queries, so the drift warning watches the default model.
+    from crossrank.drift import MIN_REFERENCE_QUERIES, REFERENCE_KEY
+
+    assert shipped.provenance[REFERENCE_KEY]["queries"] >= MIN_REFERENCE_QUERIES
+    assert embedded_reranker.loaded.drift is not None
     assert embedded_reranker.calibration.to_dict() == shipped.to_dict()
     assert Reranker().calibration.to_dict() == shipped.to_dict()
 

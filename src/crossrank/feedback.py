@@ -43,7 +43,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,6 +107,26 @@ class Impression:
     served_by: str
     documents: list[dict[str, Any]]
     used: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def query_key(self) -> str:
+        """What identifies the query: the application's ``query_id``, else ``sha256:`` + its digest."""
+        return self.query_id or "sha256:" + self.query_hash
+
+    def used_ids(self, kinds: Collection[str] | None = None) -> set[str]:
+        """Ids of the shown documents the user used (only uses of these ``kinds``, when given).
+
+        Example:
+            >>> impression = Impression("i", "t", "h", None, None, "m", "primary",
+            ...     [{"id": "a"}, {"id": "b"}], used=[{"document": "b", "kind": "click"}])
+            >>> sorted(impression.used_ids()), sorted(impression.used_ids(kinds=["citation"]))
+            (['b'], [])
+        """
+        shown = {d["id"] for d in self.documents}
+        return {
+            use["document"] for use in self.used
+            if use.get("document") in shown and (kinds is None or use.get("kind") in kinds)
+        }
 
     def to_interaction(self, *, documents: str = "ids") -> dict[str, Any]:
         """The trainer's interaction-log row for this impression."""

@@ -52,3 +52,25 @@ def test_stats_name_the_graph_that_really_scores(embedded_model_dir: Path) -> No
         RerankerConfig(model=str(embedded_model_dir), backend_options={"activation_quantization": "per-token"})
     )
     assert per_token.rerank("q", ["a document"]).stats.model.endswith("int8-per-token-v1")
+
+
+def test_a_domain_calibration_slot_is_used_for_that_domain(
+    overlap_model_dir: Path, overlap_plugin_manager, isolated_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from crossrank.calibration import Calibration, PlattCalibrator, save_calibration
+    from crossrank.models.domains import domain_calibration_path
+
+    slot = domain_calibration_path("legal")
+    slot.parent.mkdir(parents=True)
+    save_calibration(Calibration(PlattCalibrator(0.0, 0.0), threshold=0.4, provenance={"scorer": {"model": "test/overlap@v1"}}), slot)
+    legal = load_model(RerankerConfig(model=str(overlap_model_dir), backend="overlap", domain="legal"), overlap_plugin_manager)
+    assert legal.calibration.threshold == 0.4
+    plain = load_model(RerankerConfig(model=str(overlap_model_dir), backend="overlap"), overlap_plugin_manager)
+    assert plain.calibration.threshold is None
+    explicit = Calibration(PlattCalibrator(1.0, 0.0), threshold=0.9)
+    chosen = load_model(RerankerConfig(model=str(overlap_model_dir), backend="overlap", domain="legal", calibration=explicit), overlap_plugin_manager)
+    assert chosen.calibration.threshold == 0.9  # an explicit calibration comes first
+    save_calibration(Calibration(PlattCalibrator(0.0, 0.0), provenance={"scorer": {"model": "other/model@v3"}}), slot)
+    with caplog.at_level(logging.WARNING, logger="crossrank"):
+        load_model(RerankerConfig(model=str(overlap_model_dir), backend="overlap", domain="legal"), overlap_plugin_manager)
+    assert any("other/model@v3" in r.getMessage() for r in caplog.records)

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "crossrank.cli.domains",
     "crossrank.cli.eval",
     "crossrank.cli.tune",
+    "crossrank.cli.calibrate",
 )
 
 

@@ -22,6 +22,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "crossrank.benchmarks.feedback",
     "crossrank.benchmarks.documents",
     "crossrank.benchmarks.families",
+    "crossrank.benchmarks.calibration",
 )
 
 

@@ -47,6 +47,12 @@ def read_query_ids(path: str) -> list[str]:
     return ids
 
 
+def _weight(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return parse_unit_interval(text, "a number in [0, 1] or 'auto'")
+
+
 def add_dataset_options(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
     parser.add_argument("--split", default=split, help=f"qrels split (default {split})")
@@ -76,9 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_dataset_options(parser, split="test")
     add_model_options(parser)
-    parser.add_argument("--first-stage-weight", type=parse_unit_interval, default=0.0, metavar="W",
+    parser.add_argument("--first-stage-weight", type=_weight, default="auto", metavar="W",
                         help="order the reranked candidates by (1-W)*z(reranker score) + W*z(first-stage score), "
-                        "per-query z-scores; 0 (default) ranks by the reranker alone")
+                        "per-query z-scores; 'auto' (default, as the engine) fuses with 0.3 when the candidates carry "
+                        "retriever scores, 0 ranks by the reranker alone. The report shows both orders either way")
     parser.add_argument("--threshold", type=parse_threshold, default="calibrated",
                         help="abstention threshold: a probability or 'calibrated' (default; skipped if the model has none)")
     parser.add_argument("--max-false-evidence", type=float, default=0.3, help="constraint for the reference cut (default 0.3)")

@@ -82,7 +82,15 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.calibration import save_calibration
     from crossrank.errors import InvalidInputError, missing_dependency
     from crossrank.evaluation.datasets import load_dataset
-    from crossrank.evaluation.runner import EvalSetup, fit_calibration, prefer_simpler_rule, prepare, select_first_stage_weight
+    from crossrank.evaluation.fitting import drift_reference
+    from crossrank.evaluation.runner import (
+        EvalSetup,
+        fit_calibration,
+        labelled_queries,
+        prefer_simpler_rule,
+        prepare,
+        select_first_stage_weight,
+    )
 
     if not 0.0 <= args.max_false_evidence <= 1.0:
         raise InvalidInputError(f"--max-false-evidence must be in [0, 1]; received {args.max_false_evidence}")
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             )
             held = (fit_report.get("abstention_comparison") or {}).get(rule)
             if held is None:
+                # No rule could be fitted (no no-answer queries): settings compete on calibration alone.
                 chosen = fit_report["chosen_calibrator"]
                 value = -fit_report["calibrator_comparison"][chosen]["held_out_ece"]
             elif held["held_out_false_evidence_rate"] <= args.max_false_evidence:
@@ -171,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
         "fitted_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "crossrank tune " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["tune"] else "crossrank tune",
     }
+    reference = drift_reference(labelled_queries(scored))
+    if reference is not None:
+        from crossrank.drift import REFERENCE_KEY
+
+        calibration.provenance[REFERENCE_KEY] = reference
+    has_rule = calibration.abstention is not None
     fusion: dict[str, Any] | None = None
     if args.first_stage_weights:
         weight, values = select_first_stage_weight(scored, args.first_stage_weights, metric=args.fusion_metric)
@@ -179,27 +194,45 @@ def run(args: argparse.Namespace) -> int:
     best = {
         "setting": {"depth": depth, "max_length": scored.settings["max_length"], "long_documents": scored.settings["long_documents"]},
         "calibrator": calibration.calibrator.kind,
-        "abstention_rule": best_key[1],
-        "held_out_value": value,
+        "abstention_rule": best_key[1] if has_rule else None,
+        "held_out_value": value if has_rule else None,
+        "held_out_ece": fit_report["calibrator_comparison"][fit_report["chosen_calibrator"]]["held_out_ece"],
         "objective": args.objective,
         "max_false_evidence": args.max_false_evidence,
         "calibration": calibration.to_dict(),
         "trials": [
             {"setting": dict(zip(("depth", "max_length", "long_documents"), keys[k[0]])),
-             "calibrator": v[1].calibrator.kind, "abstention_rule": k[1], "value": v[0]}
+             "calibrator": v[1].calibrator.kind, "abstention_rule": k[1] if v[1].abstention is not None else None,
+             "value": v[0] if v[1].abstention is not None else None,
+             "held_out_ece": v[2]["calibrator_comparison"][v[2]["chosen_calibrator"]]["held_out_ece"]}
             for k, v in sorted(results.items(), key=lambda item: -item[1][0])
         ],
     }
+    if not has_rule:
+        best["abstention_note"] = fit_report.get("abstention_note")
     if fusion is not None:
         best["fusion"] = fusion
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(best, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
-    sys.stdout.write(
-        f"best: depth {depth}, max_length {scored.settings['max_length']}, {scored.settings['long_documents']}, calibrator {calibration.calibrator.kind} (by held-out ECE), "
-        f"abstention {best_key[1]}; held-out {args.objective} {value:.4f} "
-        f"(false-evidence constraint {args.max_false_evidence})\n"
-        f"threshold {calibration.threshold}, abstention {json.dumps(calibration.abstention)}\nwrote {args.out}\n"
-    )
+    setting = f"depth {depth}, max_length {scored.settings['max_length']}, {scored.settings['long_documents']}"
+    if has_rule:
+        sys.stdout.write(
+            f"best: {setting}, calibrator {calibration.calibrator.kind} (by held-out ECE), "
+            f"abstention {best_key[1]}; held-out {args.objective} {value:.4f} "
+            f"(false-evidence constraint {args.max_false_evidence})\n"
+            f"threshold {calibration.threshold}, abstention {json.dumps(calibration.abstention)}\nwrote {args.out}\n"
+        )
+    else:
+        answerable = dataset.answerable(args.split)
+        hint = (
+            f" ({dataset.name} split '{args.split}' has no qrels/{args.split}-evidence.tsv or query_labels.{args.split}.tsv "
+            "to mark them)" if answerable is None else ""
+        )
+        sys.stdout.write(
+            f"best: {setting}, calibrator {calibration.calibrator.kind}, chosen by held-out ECE "
+            f"{best['held_out_ece']:.4f}\n{fit_report.get('abstention_note', 'no abstention rule fitted')}{hint}; "
+            f"the calibration has no threshold and no abstention rule\nwrote {args.out}\n"
+        )
     if fusion is not None:
         table = ", ".join(f"{w} {v:.4f}" for w, v in fusion["values"].items())
         sys.stdout.write(

@@ -285,7 +285,9 @@ def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | 
     config, family, settings = prepared.config, prepared.family, prepared.settings
     spec = choose_backend(settings, backend_registry(plugin_manager), config)
     backend = spec.build(prepared.path, config, settings.device, settings.backend_options, family=family)
-    calibration = _load_calibration(settings.calibration, prepared.path, config, family.probability_note(prepared.files))
+    calibration = _load_calibration(
+        settings.calibration, prepared.path, config, family.probability_note(prepared.files), domain=settings.domain
+    )
     drift = monitor_for(calibration.provenance, name=config.name)
     loaded = LoadedModel(
         backend, prepared.encoder, config, calibration, prepared.path, settings, drift,
@@ -341,12 +343,27 @@ def choose_backend(settings: RerankerConfig, registry: Mapping[str, BackendSpec]
 
 
 def _load_calibration(
-    option: Calibration | str | Path | None, model_path: Path, config: ModelConfig, note: str | None = None
+    option: Calibration | str | Path | None,
+    model_path: Path,
+    config: ModelConfig,
+    note: str | None = None,
+    *,
+    domain: str | None = None,
 ) -> Calibration:
+    """The calibration to use: the explicit one, then the domain's slot (``crossrank calibrate
+    --domain``), then the model folder's ``calibration.json``, then a packaged one, else a plain sigmoid."""
     if isinstance(option, Calibration):
         return option
     if option is not None:
         return load_calibration(option)
+    if domain is not None:
+        from crossrank.models.domains import domain_calibration_path
+
+        slot = domain_calibration_path(domain)
+        if slot.is_file():
+            calibration = load_calibration(slot)
+            _note_foreign_calibration(calibration, config, slot)
+            return calibration
     candidate = model_path / CALIBRATION_FILENAME
     if candidate.is_file():
         return load_calibration(candidate)
@@ -355,13 +372,25 @@ def _load_calibration(
         return load_calibration(packaged)
     logger.info(
         "model %s has no fitted calibration (no %s in %s): scores are a plain sigmoid of the logit, not "
-        "calibrated probabilities; fit one with 'crossrank tune'%s",
+        "calibrated probabilities; fit one with 'crossrank calibrate' or 'crossrank tune'%s",
         config.name,
         CALIBRATION_FILENAME,
         model_path,
         f" ({note})" if note else "",
     )
     return Calibration()
+
+
+def _note_foreign_calibration(calibration: Calibration, config: ModelConfig, path: Path) -> None:
+    """Warn when a domain's calibration was fitted on another model's scores."""
+    scorer = calibration.provenance.get("scorer")
+    fitted = scorer.get("model") if isinstance(scorer, Mapping) else None
+    if isinstance(fitted, str) and fitted.split("+", 1)[0] != f"{config.name}@{config.revision}":
+        logger.warning(
+            "the calibration in %s was fitted on scores of %s, not of %s@%s; its probabilities do not apply to "
+            "this model (fit one for it with 'crossrank calibrate --domain')",
+            path, fitted, config.name, config.revision,
+        )
 
 
 def _note_calibration_mismatch(loaded: LoadedModel) -> None:

@@ -98,11 +98,16 @@ def markdown_summary(report: dict[str, Any]) -> str:
     """A short Markdown account of a report (used for the ``.md`` file and ``BENCHMARKS.md``)."""
     setup, scorer = report["setup"], report["scorer"]
     reranked = f" (top {setup['rerank_depth']} reranked, the rest in first-stage order)" if setup.get("rerank_depth") else ""
-    if setup.get("first_stage_weight"):
+    weight = setup.get("first_stage_weight")
+    applied = report.get("first_stage_weight_applied", weight if isinstance(weight, (int, float)) else 0.0)
+    if applied:
+        named = f"{applied:g}" if weight != "auto" else f"'auto', {applied:g}"
         reranked += (
-            f"; final order fuses the reranker with the first stage, first-stage weight {setup['first_stage_weight']:g} "
+            f"; final order fuses the reranker with the first stage, first-stage weight {named} "
             "(per-query z-scores; probabilities and abstention from the reranker alone)"
         )
+    elif weight == "auto":
+        reranked += "; final order by the reranker alone (first-stage weight 'auto': the candidates carry no retriever scores)"
     source = f"`{setup['candidates']}`"
     if setup["candidates"] in ("bm25", "rrf") and "bm25_stemmer" in setup:
         source += f" (BM25 stemmer {setup['bm25_stemmer']})"
@@ -125,14 +130,31 @@ def markdown_summary(report: dict[str, Any]) -> str:
     metrics = report.get("metrics", {})
     first = report.get("first_stage_metrics", {})
     ranking = [k for k in metrics if k not in ("false_evidence_rate", "hit_rate", "ece")]
-    if ranking:
+    orders = report.get("orders") or {}
+    fused = orders.get("fused")
+    if ranking and fused:
+        alone = orders["reranker"]
+        lines += [f"| metric | first stage | reranker alone | fused (first-stage weight {fused['first_stage_weight']:g}) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {k} | {_fmt(first.get(k))} | {_fmt(alone.get(k))} | {_fmt(fused['metrics'].get(k))} |" for k in ranking]
+        lines.append("")
+        sig = orders.get("significance")
+        if sig:
+            lines.append(
+                f"{sig['metric']} fused vs reranker alone: {sig['bootstrap']['mean_a']:.4f} -> {sig['bootstrap']['mean_b']:.4f}, "
+                f"difference {sig['bootstrap']['difference']:+.4f}, paired bootstrap p = {sig['bootstrap']['p_value']:.4f}, "
+                f"randomization p = {sig['randomization']['p_value']:.4f} ({sig['bootstrap']['queries']} queries)."
+            )
+    elif ranking:
         lines += ["| metric | first stage | reranked |", "|---|---|---|"]
         lines += [f"| {k} | {_fmt(first.get(k))} | {_fmt(metrics[k])} |" for k in ranking]
+    if ranking:
         lines.append("")
         sig = report.get("significance")
         if sig:
+            final = "final order" if fused else "reranked"
             lines.append(
-                f"{sig['metric']} reranked vs {sig['baseline']}: difference {sig['bootstrap']['difference']:+.4f}, "
+                f"{sig['metric']} {final} vs {sig['baseline']}: difference {sig['bootstrap']['difference']:+.4f}, "
                 f"paired bootstrap p = {sig['bootstrap']['p_value']:.4f}, randomization p = {sig['randomization']['p_value']:.4f} "
                 f"({sig['bootstrap']['queries']} queries)."
             )

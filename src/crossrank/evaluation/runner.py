@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.abstention import fit_logistic_rule
-from crossrank.calibration import FITTABLE_KINDS, Calibration, Calibrator, fit_calibrator
+from crossrank.calibration import FITTABLE_KINDS, Calibration, Calibrator
 from crossrank.errors import InvalidInputError
-from crossrank.fusion import fuse_scores, validate_first_stage_weight
+from crossrank.fusion import AUTO, AUTO_WEIGHT, fuse_scores, validate_first_stage_weight
 from crossrank.evaluation.cache import EvalScoreCache, default_cache_dir, scorer_settings
 from crossrank.evaluation.candidates import candidate_recall, get_scored_candidates
 from crossrank.evaluation.datasets import BeirDataset, Qrels, load_dataset
+from crossrank.evaluation.fitting import LabelledQueries, fit_labelled, prefer_simpler_rule
 from crossrank.evaluation.metrics import (
     expected_calibration_error,
     false_evidence_rate,
@@ -27,7 +27,7 @@ from crossrank.evaluation.metrics import (
 )
 from crossrank.evaluation.scoring import Scores, cached_scores, score_candidates
 from crossrank.evaluation.significance import paired_bootstrap, randomization_test
-from crossrank.evaluation.thresholds import candidate_thresholds, select_threshold, threshold_curve
+from crossrank.evaluation.thresholds import select_threshold, threshold_curve
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -38,6 +38,7 @@ __all__ = [
     "evaluate_scores",
     "fit_calibration",
     "labelled_pairs",
+    "labelled_queries",
     "prefer_simpler_rule",
     "prepare",
     "select_first_stage_weight",
@@ -67,7 +68,9 @@ class EvalSetup:
             first-stage order below them (default: rerank all ``depth``).
         first_stage_weight: Order the reranked candidates by ``(1 - w) * z(logit) + w *
             z(first-stage score)`` (see :mod:`crossrank.fusion`); 0 (default) ranks by the
-            reranker alone. Probabilities, thresholds and abstention are unaffected.
+            reranker alone, ``"auto"`` fuses with :data:`crossrank.fusion.AUTO_WEIGHT` when the
+            candidates carry retriever scores (not the dataset's fixed lists), as the engine's
+            default does. Probabilities, thresholds and abstention are unaffected.
     """
 
     split: str = "test"
@@ -80,10 +83,10 @@ class EvalSetup:
     seed: int = 0
     include_judged: bool = False
     rerank_depth: int | None = None
-    first_stage_weight: float = 0.0
+    first_stage_weight: float | str = 0.0
 
     def __post_init__(self) -> None:
-        self.first_stage_weight = validate_first_stage_weight(self.first_stage_weight)
+        self.first_stage_weight = validate_first_stage_weight(self.first_stage_weight, allow_auto=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -106,13 +109,27 @@ class ScoredSplit:
     extra: dict[str, Any] = field(default_factory=dict)
     first_stage: Scores = field(default_factory=dict)
 
-    def ranking(self, first_stage_weight: float | None = None) -> dict[str, dict[str, float]]:
+    @property
+    def has_retriever_scores(self) -> bool:
+        """Whether the candidates carry the retriever's own scores (the dataset's fixed lists carry only their rank)."""
+        return self.setup.candidates != "fixed" and bool(self.first_stage)
+
+    def applied_weight(self, first_stage_weight: float | str | None = None) -> float:
+        """The weight a ranking fuses with: ``"auto"`` is :data:`~crossrank.fusion.AUTO_WEIGHT` when the
+        candidates carry retriever scores and 0 otherwise (default: the setup's weight)."""
+        weight = self.setup.first_stage_weight if first_stage_weight is None else validate_first_stage_weight(first_stage_weight, allow_auto=True)
+        if weight == AUTO:
+            return AUTO_WEIGHT if self.has_retriever_scores else 0.0
+        return float(weight)
+
+    def ranking(self, first_stage_weight: float | str | None = None) -> dict[str, dict[str, float]]:
         """Final ranking scores: reranked candidates first, then the unscored rest in first-stage order.
 
         The reranked candidates are ordered by their logits, or with ``first_stage_weight``
-        (default: the setup's) by their logits fused with the first-stage scores.
+        (default: the setup's; ``"auto"`` as in :meth:`applied_weight`) by their logits fused with
+        the first-stage scores.
         """
-        weight = self.setup.first_stage_weight if first_stage_weight is None else validate_first_stage_weight(first_stage_weight)
+        weight = self.applied_weight(first_stage_weight)
         out: dict[str, dict[str, float]] = {}
         for q, docs in self.candidates.items():
             scored = self.logits.get(q, {})
@@ -277,6 +294,7 @@ def evaluate_scores(
         "dataset": str(data.path),
         "split": split,
         "setup": scored.setup.to_dict(),
+        "first_stage_weight_applied": scored.applied_weight(),
         "scorer": scored.settings,
         "queries": len(scored.query_ids),
         "pairs_scored": sum(len(v) for v in scored.logits.values()),
@@ -294,6 +312,7 @@ def evaluate_scores(
         final = scored.ranking()
         report["metrics"] = ranking_metrics(qrels, final, metrics)
         report["first_stage_metrics"] = ranking_metrics(qrels, first_stage_order, metrics)
+        report["orders"] = _both_orders(scored, qrels, metrics, significance_samples)
         report["candidate_recall"] = candidate_recall(scored.candidates, qrels)
         headline = metrics[0]
         a = per_query_metric(qrels, first_stage_order, headline)
@@ -366,6 +385,33 @@ def evaluate_scores(
     return report
 
 
+def _both_orders(scored: ScoredSplit, qrels: Qrels, metrics: Sequence[str], samples: int) -> dict[str, Any]:
+    """The reranker's order alone and fused with the first stage, side by side, so the effect of fusion stays visible.
+
+    The fused order uses the setup's weight when it fuses, else :data:`~crossrank.fusion.AUTO_WEIGHT`
+    (the engine's ``"auto"``); candidates without retriever scores (fixed lists) have no fused order.
+    """
+    headline = metrics[0]
+    alone = scored.ranking(0.0)
+    orders: dict[str, Any] = {"reranker": ranking_metrics(qrels, alone, metrics), "fused": None}
+    if not scored.has_retriever_scores:
+        orders["note"] = "the candidates carry no retriever scores (the dataset's fixed lists), so 'auto' does not fuse"
+        return orders
+    weight = scored.applied_weight()
+    weight = weight if weight > 0.0 else AUTO_WEIGHT
+    fused = scored.ranking(weight)
+    a = per_query_metric(qrels, alone, headline)
+    b = per_query_metric(qrels, fused, headline)
+    orders["fused"] = {"first_stage_weight": weight, "metrics": ranking_metrics(qrels, fused, metrics)}
+    orders["significance"] = {
+        "metric": headline,
+        "baseline": "reranker alone",
+        "bootstrap": paired_bootstrap(a, b, samples=samples).to_dict(),
+        "randomization": randomization_test(a, b, samples=samples).to_dict(),
+    }
+    return orders
+
+
 def compare_reports(report: Mapping[str, Any], baseline: Mapping[str, Any], *, samples: int = 10_000) -> dict[str, Any]:
     """Paired tests of ``report`` against another ``crossrank eval`` report on the same queries.
 
@@ -396,6 +442,27 @@ def compare_reports(report: Mapping[str, Any], baseline: Mapping[str, Any], *, s
     }
 
 
+def labelled_queries(scored: ScoredSplit) -> LabelledQueries:
+    """A scored split's queries with their labels (``qrels/<split>-evidence.tsv`` when the dataset has it).
+
+    Raises:
+        InvalidInputError: the split has no qrels.
+    """
+    data, split = scored.dataset, scored.setup.split
+    labels, source = _calibration_labels(data, split)
+    if labels is None:
+        raise InvalidInputError(f"{data.path}: split {split!r} has no qrels to fit a calibration on")
+    queries = [q for q in scored.query_ids if scored.logits.get(q)]
+    answerable = data.answerable(split)
+    return LabelledQueries(
+        logits={q: dict(scored.logits[q]) for q in queries},
+        labels={q: dict(labels.get(q, {})) for q in queries},
+        answerable=None if answerable is None else {q: answerable[q] for q in queries if q in answerable},
+        judgments={q: dict(v) for q, v in scored.judgments().items()},
+        source=source or "",
+    )
+
+
 def fit_calibration(
     scored: ScoredSplit,
     *,
@@ -407,73 +474,26 @@ def fit_calibration(
     abstention_rules: Sequence[str] = ("max-score", "logistic"),
     bins: int = 15,
     min_block: int = 10,
+    report_top: int | None = None,
+    bootstrap_samples: int = 0,
 ) -> tuple[Calibration, dict[str, Any]]:
     """Fit a calibrator, a probability threshold and an abstention rule on one split's scores.
 
     The calibrator kind is chosen by ECE on a held-out share of the queries (then refitted on all
     of them); the abstention rule by hit rate under the false-evidence constraint on the held-out
-    share; the final threshold is selected on all queries with that constraint.
+    share; the final threshold is selected on all queries with that constraint (see
+    :func:`crossrank.evaluation.fitting.fit_labelled`, which this calls).
 
     Returns the calibration and a report of the choices.
     """
-    data, split = scored.dataset, scored.setup.split
-    labels, source = _calibration_labels(data, split)
-    if labels is None:
-        raise InvalidInputError(f"{data.path}: split {split!r} has no qrels to fit a calibration on")
     unknown = [k for k in kinds if k not in FITTABLE_KINDS]
     if unknown:
         raise InvalidInputError(f"calibrator kinds must come from {FITTABLE_KINDS}; received {unknown}")
-    rng = random.Random(seed)
-    queries = [q for q in scored.query_ids if scored.logits.get(q)]
-    held = set(rng.sample(queries, max(1, round(holdout * len(queries)))))
-    fit_part = _subset(scored, [q for q in queries if q not in held])
-    held_part = _subset(scored, [q for q in queries if q in held])
-    x_fit, y_fit = labelled_pairs(fit_part, labels)
-    x_held, y_held = labelled_pairs(held_part, labels)
-    options = {"isotonic": {"min_block": min_block}}
-    comparison: dict[str, Any] = {}
-    for kind in kinds:
-        calibrator = fit_calibrator(kind, x_fit, y_fit, **options.get(kind, {}))
-        p = calibrator.transform(x_held)
-        comparison[kind] = {"held_out_ece": expected_calibration_error(p, y_held, bins), "held_out_log_loss": _log_loss(p, y_held)}
-    chosen = min(kinds, key=lambda k: comparison[k]["held_out_ece"])
-    x_all, y_all = labelled_pairs(scored, labels)
-    calibrator = fit_calibrator(chosen, x_all, y_all, **options.get(chosen, {}))
-    report: dict[str, Any] = {"labels": source, "calibrator_comparison": comparison, "chosen_calibrator": chosen,
-                              "fit_pairs": len(x_all), "fit_positive_rate": float(y_all.mean()), "held_out_queries": len(held)}
-    answerable = data.answerable(split)
-    if answerable is None:
-        return Calibration(calibrator=calibrator), report
-    answerable = {q: answerable[q] for q in queries if q in answerable}
-    # Choose the abstention rule on the held-out queries, with the calibrator fitted without them.
-    held_calibrator = fit_calibrator(chosen, x_fit, y_fit, **options.get(chosen, {}))
-    rule_scores: dict[str, Any] = {}
-    for rule_kind in abstention_rules:
-        rule, cut = _fit_rule(rule_kind, fit_part, held_calibrator, answerable, max_false_evidence, objective)
-        if rule is None:
-            continue
-        held_conf = _rule_confidence(rule, held_part, held_calibrator)
-        held_answerable = {q: answerable[q] for q in held_part.query_ids if q in answerable}
-        answered = {q: held_conf[q] >= cut for q in held_answerable}
-        rule_scores[rule_kind] = {
-            "held_out_false_evidence_rate": false_evidence_rate(answered, held_answerable),
-            "held_out_hit_rate": hit_rate(answered, held_answerable),
-            "held_out_answerable": sum(held_answerable.values()),
-        }
-    if not rule_scores:
-        return Calibration(calibrator=calibrator), report
-    best_rule = prefer_simpler_rule(rule_scores, list(abstention_rules), max_false_evidence)
-    rule, cut = _fit_rule(best_rule, scored, calibrator, answerable, max_false_evidence, objective)
-    assert rule is not None
-    if rule["kind"] == "max-score":
-        threshold = cut
-        rule = {"kind": "max-score", "min_top_score": cut}
-    else:
-        rule = {**rule, "min_probability": cut}
-        # Documents are still cut by probability; the rule decides whether the query is answered.
-        threshold = 0.0
-    report.update(abstention_comparison=rule_scores, chosen_abstention=best_rule, max_false_evidence=max_false_evidence, objective=objective)
-    return Calibration(calibrator=calibrator, threshold=float(threshold), abstention=rule), report
+    return fit_labelled(
+        labelled_queries(scored), kinds=kinds, holdout=holdout, seed=seed, max_false_evidence=max_false_evidence,
+        objective=objective, abstention_rules=abstention_rules, bins=bins, min_block=min_block,
+        report_top=report_top, bootstrap_samples=bootstrap_samples,
+    )
 
 
 def select_first_stage_weight(
@@ -504,75 +524,6 @@ def select_first_stage_weight(
     return best, values
 
 
-def prefer_simpler_rule(rule_scores: Mapping[str, Mapping[str, float]], order: Sequence[str], max_false_evidence: float) -> str:
-    """The rule to ship: the first listed (simplest) one that meets the constraint on held-out
-    queries, replaced by a later one only if that one's held-out hit rate is higher by more than
-    one standard error, so a richer rule is kept only when it measurably helps."""
-    ranked = [k for k in order if k in rule_scores]
-    feasible = [k for k in ranked if rule_scores[k]["held_out_false_evidence_rate"] <= max_false_evidence + 1e-12]
-    if not feasible:
-        return min(ranked, key=lambda k: (rule_scores[k]["held_out_false_evidence_rate"], ranked.index(k)))
-    best = feasible[0]
-    for kind in feasible[1:]:
-        hits, base = rule_scores[kind]["held_out_hit_rate"], rule_scores[best]["held_out_hit_rate"]
-        n = max(1.0, float(rule_scores[best].get("held_out_answerable", 1)))
-        if hits - base > np.sqrt(max(base * (1 - base), 1e-12) / n):
-            best = kind
-    return best
-
-
-def _fit_rule(kind: str, scored: ScoredSplit, calibrator: Calibrator, answerable: Mapping[str, bool],
-              max_false_evidence: float, objective: str) -> tuple[dict[str, Any] | None, float]:
-    queries = [q for q in scored.query_ids if q in answerable and scored.logits.get(q)]
-    labels = {q: answerable[q] for q in queries}
-    if len(set(labels.values())) < 2:
-        return None, 0.0
-    if kind == "max-score":
-        rule: dict[str, Any] = {"kind": "max-score", "min_top_score": 0.0}
-    elif kind == "logistic":
-        ranked = [_ranked(scored.logits[q], calibrator) for q in queries]
-        rule = fit_logistic_rule(ranked, [labels[q] for q in queries])
-    else:
-        raise InvalidInputError(f"unknown abstention rule kind {kind!r}")
-    part = _subset(scored, queries)
-    confidence = _rule_confidence(rule, part, calibrator)
-    probabilities = part.probabilities(calibrator)
-    choice = select_threshold(probabilities, labels, max_false_evidence=max_false_evidence, objective=objective,
-                              qrels=part.judgments() if objective != "hit_rate" else None,
-                              confidence=confidence, thresholds=candidate_thresholds(list(confidence.values())))
-    return rule, choice.threshold
-
-
 def _top_per_query(scores: Mapping[str, Mapping[str, float]], queries: Iterable[str]) -> dict[str, float]:
     """Each query's best score; minus infinity for a query with nothing scored (it ranks lowest)."""
     return {q: max(scores[q].values()) if scores.get(q) else -np.inf for q in queries}
-
-
-def _ranked(logits: Mapping[str, float], calibrator: Calibrator) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.sort(np.array(list(logits.values()), dtype=np.float64))[::-1]
-    return calibrator.transform(raw), raw
-
-
-def _rule_confidence(rule: Mapping[str, Any], scored: ScoredSplit, calibrator: Calibrator) -> dict[str, float]:
-    from crossrank.abstention import answer_probability
-
-    out: dict[str, float] = {}
-    for q in scored.query_ids:
-        if not scored.logits.get(q):
-            out[q] = -np.inf
-            continue
-        p, z = _ranked(scored.logits[q], calibrator)
-        out[q] = float(p[0]) if rule["kind"] == "max-score" else answer_probability(rule, p, z)
-    return out
-
-
-def _subset(scored: ScoredSplit, queries: Sequence[str]) -> ScoredSplit:
-    keep = list(queries)
-    return ScoredSplit(scored.dataset, scored.setup, keep, {q: scored.candidates[q] for q in keep},
-                       {q: scored.logits.get(q, {}) for q in keep}, scored.settings, scored.complete,
-                       extra=dict(scored.extra), first_stage={q: scored.first_stage.get(q, {}) for q in keep})
-
-
-def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

@@ -5,6 +5,12 @@
 ``Reranker(domain="legal")`` then loads it, and falls back to its ``model`` (with a log line)
 when the domain has none.
 
+``crossrank calibrate --domain legal`` writes the domain's calibration to
+``<crossrank_home>/domains/legal/calibration.json`` (:func:`domain_calibration_path`), the same
+folder: beside the domain's model when it has one, alone otherwise. Registering a new model for
+the domain replaces the folder and with it the calibration, which was fitted on the old model's
+scores.
+
 Example:
     >>> from crossrank.models.domains import list_domains
     >>> isinstance(list_domains(), dict)
@@ -24,7 +30,7 @@ from typing import Any
 from crossrank.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
 from crossrank.models.files import atomic_write_text, crossrank_home, ensure_directory
 
-__all__ = ["domain_model_path", "domains_file", "list_domains", "register_domain", "remove_domain", "validate_domain_name"]
+__all__ = ["domain_calibration_path", "domain_model_path", "domains_file", "list_domains", "register_domain", "remove_domain", "validate_domain_name"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _FORMAT = "crossrank-domains"
@@ -98,18 +104,39 @@ def domain_model_path(name: str) -> Path | None:
     return path if (path / "tokenizer.json").is_file() else None
 
 
+def domain_calibration_path(name: str) -> Path:
+    """Where the calibration of domain ``name`` is kept (the file may not exist yet).
+
+    Example:
+        >>> domain_calibration_path("legal").parts[-3:]
+        ('domains', 'legal', 'calibration.json')
+    """
+    from crossrank.calibration import CALIBRATION_FILENAME
+
+    validate_domain_name(name)
+    return crossrank_home() / "domains" / name / CALIBRATION_FILENAME
+
+
 def list_domains() -> dict[str, dict[str, Any]]:
     """All registered domains with their paths, base models and recorded metrics."""
     return _read()
 
 
 def remove_domain(name: str) -> bool:
-    """Unregister ``name`` and delete its model copy; False when it was not registered."""
+    """Unregister ``name`` and delete its model copy and calibration; False when it had neither."""
     validate_domain_name(name)
     domains = _read()
     entry = domains.pop(name, None)
     if entry is None:
-        return False
+        calibration = domain_calibration_path(name)
+        if not calibration.is_file():
+            return False
+        calibration.unlink()  # a domain with a calibration and no model of its own
+        try:
+            calibration.parent.rmdir()
+        except OSError:
+            pass  # something else lives there; leave it
+        return True
     _write(domains)
     path = Path(entry["path"])
     if path.is_dir() and path.parent == crossrank_home() / "domains":
