@@ -7,7 +7,7 @@ variable or a configuration file (``parse``), how to check a value given in Pyth
 the framework adapters expose it. Everything else is derived from these declarations: the
 environment variable names (``CROSSRANK_<OPTION>``), ``crossrank config show``, the CLI flags
 (:mod:`crossrank.cli.options`), the adapters' engine fields, ``to_dict``/``from_dict`` and the
-README's option table.
+option table in docs/options.md.
 
 Precedence, the same in every entry point (engine, adapters, CLI):
 
@@ -366,7 +366,7 @@ class OptionSpec:
         default: The built-in default.
         parse: Reads a value from an environment variable or a configuration file.
         check: Checks (and normalises) a value given in Python; raises ConfigurationError.
-        help: One line for ``--help``, ``config show`` and the README table.
+        help: One line for ``--help``, ``config show`` and docs/options.md.
         group: One of :data:`GROUPS`.
         cli: Whether commands that build a reranker expose it as ``--flag``.
         adapter: Whether the framework adapters expose it as their own field.

@@ -60,8 +60,8 @@ class Reranker:
     """Reranks passages for a query with a cross-encoder and calibrated scores.
 
     The constructor only validates; the model loads on first use or on :meth:`warm_up`.
-    Every option is declared once on :class:`~crossrank.config.RerankerConfig` (see the
-    README's option table); the main ones are ``model``, ``backend``, ``device``,
+    Every option is declared once on :class:`~crossrank.config.RerankerConfig` (listed in
+    docs/options.md); the main ones are ``model``, ``backend``, ``device``,
     ``max_length``, ``long_documents``, ``threshold``, ``top_k``, ``first_stage_weight``,
     ``calibration``, ``fallback``, ``primary_timeout``, ``min_confidence`` and ``cache``.
 
