@@ -23,6 +23,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "crossrank.benchmarks.documents",
     "crossrank.benchmarks.families",
     "crossrank.benchmarks.calibration",
+    "crossrank.benchmarks.frontier",
 )
 
 
