@@ -27,22 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.cli.common import parse_positive_ints
+
 __all__ = ["register", "run_labels", "run_transfer"]
 
 _BINS = 15
 _TOP = 10
 _PACKAGED_SCORER_FIELDS = ("activation_quantization", "backend", "long_documents", "max_length", "max_query_length",
                            "max_windows", "model", "window_overlap", "window_pooling")
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
-    return values
 
 
 def _domain_list(text: str) -> list[tuple[str, str]]:
@@ -63,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     labels.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder holding the BEIR datasets (default ../shared/data)")
     labels.add_argument("--domains", type=_domain_list, default=[("cranfield", "test"), ("scifact", "test")],
                         help="NAME:SPLIT list (default cranfield:test,scifact:test)")
-    labels.add_argument("--sizes", type=_int_list, default=[5, 10, 25, 50], help="labelled queries to fit on (default 5,10,25,50)")
+    labels.add_argument("--sizes", type=parse_positive_ints, default=[5, 10, 25, 50], help="labelled queries to fit on (default 5,10,25,50)")
     labels.add_argument("--seeds", type=int, default=20, help="random draws per size (default 20)")
     labels.add_argument("--depth", type=int, default=30, help="BM25 candidates per query (default 30)")
     labels.add_argument("--max-length", type=int, default=256, help="tokens per pair (default 256)")

@@ -15,6 +15,7 @@ from crossrank.errors import InvalidInputError
 from crossrank.models.sources import DEFAULT_MODEL
 
 __all__ = [
+    "parse_positive_ints",
     "add_model_options",
     "reranker_from_args",
     "parse_threshold",
@@ -34,6 +35,17 @@ def parse_unit_interval(text: str, what: str = "a number in [0, 1]") -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected {what}; received {text}")
     return value
+
+
+def parse_positive_ints(text: str) -> list[int]:
+    """A command-line list of positive integers, comma-separated (``"5,10,25"``)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
+    return values
 
 
 def parse_threshold(text: str) -> float | str:

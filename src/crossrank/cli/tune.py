@@ -16,20 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from crossrank.cli.common import add_model_options, parse_unit_interval, reranker_from_args
+from crossrank.cli.common import add_model_options, parse_positive_ints, parse_unit_interval, reranker_from_args
 from crossrank.cli.eval import add_dataset_options
 
 __all__ = ["register"]
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
-    return values
 
 
 def _weight_list(text: str) -> list[float]:
@@ -55,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument("--include-judged", action="store_true",
                         help="add the split's judged-relevant documents missing from the candidates")
-    parser.add_argument("--depths", type=_int_list, default=None, help="candidate depths to search (default: --depth)")
-    parser.add_argument("--max-lengths", type=_int_list, default=None, help="max_length values to search (default: --max-length)")
+    parser.add_argument("--depths", type=parse_positive_ints, default=None, help="candidate depths to search (default: --depth)")
+    parser.add_argument("--max-lengths", type=parse_positive_ints, default=None, help="max_length values to search (default: --max-length)")
     parser.add_argument("--long-documents-options", type=_name_list, default=None,
                         help="long-document modes to search, e.g. truncate,window,select (default: --long-documents)")
     parser.add_argument("--calibrators", type=_name_list, default=["platt", "isotonic"],
