@@ -22,7 +22,7 @@ def _dataset(folder: Path) -> Path:
 def test_frontier_writes_every_length_and_the_choice(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = _dataset(tmp_path / "beir")
     output = tmp_path / "BENCHMARKS.md"
-    args = argparse.Namespace(data=str(data), depth=3, lengths="16,32", cache_dir=str(tmp_path / "cache"),
+    args = argparse.Namespace(data=str(data), depth=3, lengths=[16, 32], cache_dir=str(tmp_path / "cache"),
                               model=str(tiny_model_dir), output=str(output), section="frontier-test")
     assert run_frontier(args) == 0
     first = output.read_text()

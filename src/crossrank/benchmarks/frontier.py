@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossrank.cli.common import parse_positive_ints
+
 __all__ = ["register", "run_frontier"]
 
 
@@ -28,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser("frontier", help="nDCG@10 and cost of the default reranker at several max_length values")
     parser.add_argument("--data", default="../shared/data/scifact", help="comma-separated BEIR folders (test split)")
     parser.add_argument("--depth", type=int, default=25, help="BM25 candidates per query")
-    parser.add_argument("--lengths", default="128,192,256,384,512")
+    parser.add_argument("--lengths", type=parse_positive_ints, default=[128, 192, 256, 384, 512],
+                        help="comma-separated max_length values (default 128,192,256,384,512)")
     parser.add_argument("--cache-dir", default=None, help="score cache (default: crossrank eval's)")
     parser.add_argument("--model", default=None, help="model to measure (default: the embedded default)")
     parser.add_argument("--output", default="BENCHMARKS.md")
@@ -71,13 +74,9 @@ def _one(data: str, depth: int, length: int, cache_dir: str | None, model: str |
 
 def run_frontier(args: argparse.Namespace) -> int:
     from crossrank.benchmarks import write_section
-    from crossrank.errors import InvalidInputError
     from crossrank.evaluation.significance import paired_bootstrap
 
-    try:
-        lengths = [int(v) for v in args.lengths.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidInputError(f"--lengths: expected comma-separated integers; received {args.lengths!r}") from None
+    lengths = list(args.lengths)
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     rows: list[str] = []
     acceptable: dict[int, bool] = {length: True for length in lengths}

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from typing import Any
 
+from crossrank.cli.common import parse_positive_ints
+
 __all__ = ["register", "run_abandoned"]
 
 _CHILD = r"""
@@ -88,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--document-mb", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=0.2, help="primary_timeout in seconds")
     parser.add_argument("--stall", type=float, default=20.0, help="seconds each model call waits before running")
-    parser.add_argument("--limits", default="2,1000000", help="max_abandoned_calls values to compare")
+    parser.add_argument("--limits", type=parse_positive_ints, default=[2, 1_000_000],
+                        help="comma-separated max_abandoned_calls values to compare (default 2,1000000)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--output", default="BENCHMARKS.md")
     parser.add_argument("--section", default="abandoned-work")
@@ -107,14 +110,10 @@ def _child(settings: dict[str, Any]) -> dict[str, Any]:
 
 def run_abandoned(args: argparse.Namespace) -> int:
     from crossrank.benchmarks import write_section
-    from crossrank.errors import InvalidInputError
     from crossrank.models.resolve import pull_model
     from crossrank.models.sources import DEFAULT_MODEL
 
-    try:
-        limits = [int(v) for v in args.limits.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidInputError(f"--limits: expected comma-separated integers; received {args.limits!r}") from None
+    limits = list(args.limits)
     model = str(pull_model(DEFAULT_MODEL).path)
     runs: dict[int, list[dict[str, Any]]] = {limit: [] for limit in limits}
     for _ in range(args.repeats):
