@@ -45,8 +45,8 @@ class CrossRankRanker:
 
     Args:
         model: Model folder, Hugging Face id or registered name (default: the embedded model).
-        backend, device, max_length, long_documents, window_pooling, max_windows, batch_size,
-            token_budget: Options of :class:`crossrank.Reranker`.
+        backend, device, profile, max_length, long_documents, window_pooling, max_windows,
+            batch_size, token_budget: Options of :class:`crossrank.Reranker`.
         reranker_options: Further :class:`crossrank.Reranker` options (JSON values).
         top_k: Keep at most this many documents (after the threshold); None keeps all that pass.
         score_threshold: A probability in [0, 1], ``"calibrated"`` for the model's fitted rule,
@@ -70,6 +70,7 @@ class CrossRankRanker:
         *,
         backend: str | None = None,
         device: str | None = None,
+        profile: str | None = None,
         top_k: int | None = None,
         score_threshold: float | str | None = None,
         max_length: int | None = None,
@@ -87,6 +88,7 @@ class CrossRankRanker:
             "model": model,
             "backend": backend,
             "device": device,
+            "profile": profile,
             "max_length": max_length,
             "long_documents": long_documents,
             "window_pooling": window_pooling,

@@ -49,7 +49,7 @@ class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
     ``crossrank.adapters`` and ``on_abstain(query, result)`` is called.
 
     Args:
-        model, backend, device, max_length, long_documents, window_pooling, max_windows,
+        model, backend, device, profile, max_length, long_documents, window_pooling, max_windows,
             batch_size, token_budget: Options of :class:`crossrank.Reranker`.
         reranker_options: Further :class:`crossrank.Reranker` options (JSON values).
         top_n: Keep at most this many documents (after the threshold); None keeps all that pass.
@@ -71,6 +71,7 @@ class CrossRankCompressor(SharedEngineMixin, BaseDocumentCompressor):
     model: str | None = Field(default=None, description="Model folder, Hugging Face id or name (None: $CROSSRANK_MODEL, the config file, else the embedded default).")
     backend: str | None = None
     device: str | None = None
+    profile: str | None = Field(default=None, description="Speed profile registered by 'crossrank distill --profile' (e.g. 'fast'); its model replaces model.")
     max_length: int | None = None
     long_documents: str | None = None
     window_pooling: str | None = None

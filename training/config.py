@@ -34,7 +34,7 @@ NEGATIVE_STRATEGIES = ("random", "bm25", "iterative", "mixed")
 QUANTIZATION_MODES = ("dynamic", "static")
 EXPORT_FIELDS = frozenset(
     {"export_onnx", "quantize", "quantization", "static_calibration_pairs", "per_channel_weights",
-     "quantize_exclude", "gate_tolerance", "calibrator", "name", "domain", "data_license"}
+     "quantize_exclude", "gate_tolerance", "calibrator", "name", "domain", "profile", "data_license"}
 )
 """Settings used only after training; a finished or gate-failed run may change them and resume."""
 
@@ -192,6 +192,8 @@ class TrainConfig:
             often faster than oversubscribed cores.
         name: Model name written into ``crossrank.json`` (default: the output folder name).
         domain: Register the result under this domain (see ``crossrank domains``).
+        profile: Register the result as this speed profile (``Reranker(profile=...)``; see
+            :mod:`crossrank.models.profiles`).
         data_license: License of the training data, for the model card.
     """
 
@@ -234,6 +236,7 @@ class TrainConfig:
     num_threads: int | None = None
     name: str | None = None
     domain: str | None = None
+    profile: str | None = None
     data_license: str | None = None
 
     def __post_init__(self) -> None:
@@ -286,6 +289,10 @@ class TrainConfig:
             from crossrank.models.domains import validate_domain_name
 
             validate_domain_name(self.domain)
+        if self.profile is not None:
+            from crossrank.models.profiles import validate_profile_name
+
+            validate_profile_name(self.profile)
 
     @property
     def run_dir(self) -> Path:

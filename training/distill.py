@@ -27,7 +27,7 @@ from typing import Any
 
 from crossrank.errors import ConfigurationError, ModelNotFoundError
 
-__all__ = ["STUDENT_KINDS", "build_student", "distill"]
+__all__ = ["STUDENT_KINDS", "build_student", "distill", "float_teacher"]
 
 STUDENT_KINDS = ("even-layers", "minilm")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -69,12 +69,43 @@ def build_student(kind: str, teacher_dir: str | Path | None, target: str | Path,
     return target
 
 
+def float_teacher(base_model: str, target: Path) -> Path:
+    """The teacher as a float checkpoint: ``base_model`` itself when it is one, else its import.
+
+    A ``base_model`` that is not a float checkpoint folder (``config.json`` + safetensors) is
+    resolved as a crossrank model (a folder, a registered name or the embedded default) and its
+    int8 ONNX graph is rebuilt in float by :func:`crossrank.training.onnx_import.import_onnx`
+    into ``target`` (reused when a previous run left it there), so a student can be distilled
+    from the embedded default in one command.
+
+    Raises:
+        ModelNotFoundError: ``base_model`` is neither a float checkpoint nor a model crossrank finds.
+    """
+    folder = Path(base_model)
+    if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+        return folder
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from crossrank.models.resolve import resolve_model
+    from crossrank.training.onnx_import import import_onnx
+
+    resolved = resolve_model(base_model)
+    if resolved.config.onnx_file is None:
+        raise ModelNotFoundError(
+            f"an even-layers student needs the teacher as a float checkpoint (config.json + safetensors) or an "
+            f"ONNX graph to import; {base_model} resolved to {resolved.path}, which has neither"
+        )
+    import_onnx(resolved.path, target, overwrite=True)
+    return target
+
+
 def distill(config: Any, *, student: str = "even-layers", callbacks: Any = (), resume: bool = True) -> Any:
     """Build the student and train it on the teacher's scores; returns a ``TrainResult``.
 
     ``config`` is a :class:`~crossrank.training.TrainConfig` whose ``teacher`` names the teacher
-    (any model crossrank can load) and whose ``base_model`` is the teacher's float checkpoint
-    (used to build an ``even-layers`` student). Its loss must be ``margin_mse`` or ``mse``.
+    (any model crossrank can load) and whose ``base_model`` is the teacher's float checkpoint,
+    or a model crossrank resolves whose int8 graph is imported to float first (see
+    :func:`float_teacher`; used to build an ``even-layers`` student). Its loss must be ``margin_mse`` or ``mse``.
     """
     from crossrank.training.trainer import train
 
@@ -84,5 +115,8 @@ def distill(config: Any, *, student: str = "even-layers", callbacks: Any = (), r
         raise ConfigurationError(f"distillation trains with margin_mse or mse; the config asks for {config.loss!r}")
     student_dir = Path(config.output_dir) / "student-init"
     if not (resume and (student_dir / "config.json").is_file()):
-        build_student(student, config.base_model if student == "even-layers" else None, student_dir, seed=config.seed)
+        teacher_float = None
+        if student == "even-layers":
+            teacher_float = float_teacher(config.base_model, Path(config.output_dir) / "teacher-float")
+        build_student(student, teacher_float, student_dir, seed=config.seed)
     return train(replace(config, base_model=str(student_dir)), callbacks=callbacks, resume=resume)

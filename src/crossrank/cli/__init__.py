@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "crossrank.cli.distill",
     "crossrank.cli.quantization_scan",
     "crossrank.cli.domains",
+    "crossrank.cli.profiles",
     "crossrank.cli.eval",
     "crossrank.cli.tune",
     "crossrank.cli.calibrate",

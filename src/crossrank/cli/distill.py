@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="the teacher's even layers, or all-MiniLM-L6-v2 with a new head")
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--domain", default=None, help="register the student under this domain")
+    parser.add_argument("--profile", default=None,
+                        help="register the student as this speed profile: Reranker(profile=NAME), --profile NAME")
     parser.add_argument("--device", default=None, help="override the config's device: cpu, cuda or cuda:N")
     parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints and start over")
     evaluation = parser.add_argument_group("teacher vs student (benchmark)")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be >= 1; received {value}")
     started = time.perf_counter()
-    config = load_config(args.config, domain=args.domain, output_dir=args.output_dir, device=args.device, loss_default="margin_mse")
+    config = load_config(args.config, domain=args.domain, profile=args.profile, output_dir=args.output_dir, device=args.device, loss_default="margin_mse")
     result = distill(config, student=args.student, resume=not args.restart)
     wall = time.perf_counter() - started
     payload: dict[str, Any] = {"model": str(result.model_dir), **result.metrics, "wall_seconds_including_resume_and_export": wall}

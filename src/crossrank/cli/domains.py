@@ -1,46 +1,66 @@
-"""``crossrank domains``: list and remove per-domain models."""
+"""``crossrank domains`` and ``crossrank profiles``: list and remove registered models.
+
+Both registries (:mod:`crossrank.models.domains`, :mod:`crossrank.models.profiles`) are
+:class:`crossrank.models.registry.ModelRegistry` instances, so one pair of handlers serves both.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
+
+from crossrank.models.registry import ModelRegistry
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("domains", help="list or remove per-domain models (crossrank train --domain)")
-    commands = parser.add_subparsers(dest="domains_command", metavar="ACTION")
-    listing = commands.add_parser("list", help="registered domains and their models")
+    from crossrank.models.domains import DOMAINS, remove_domain
+
+    register_registry_command(
+        subparsers, DOMAINS, help_text="list or remove per-domain models (crossrank train --domain)", remove=remove_domain
+    )
+
+
+def register_registry_command(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    registry: ModelRegistry,
+    *,
+    help_text: str,
+    remove: Callable[[str], bool] | None = None,
+) -> None:
+    """Add ``crossrank <registry.kind> [list|remove NAME]`` for ``registry``."""
+    parser = subparsers.add_parser(registry.kind, help=help_text)
+    commands = parser.add_subparsers(dest=f"{registry.kind}_command", metavar="ACTION")
+    listing = commands.add_parser("list", help=f"registered {registry.label}s and their models")
     listing.add_argument("--format", choices=("table", "json"), default="table")
-    listing.set_defaults(handler=run_list)
-    remove = commands.add_parser("remove", help="unregister a domain and delete its model copy")
-    remove.add_argument("name")
-    remove.set_defaults(handler=run_remove)
-    parser.set_defaults(handler=lambda args: run_list(argparse.Namespace(format="table")))
+    listing.set_defaults(handler=lambda args: run_list(registry, args))
+    removing = commands.add_parser("remove", help=f"unregister a {registry.label} and delete its model copy")
+    removing.add_argument("name")
+    removing.set_defaults(handler=lambda args: run_remove(registry, args, remove))
+    parser.set_defaults(handler=lambda args: run_list(registry, argparse.Namespace(format="table")))
 
 
-def run_list(args: argparse.Namespace) -> int:
-    from crossrank.models.domains import domains_file, list_domains
-
-    domains = list_domains()
+def run_list(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    entries = registry.read()
     if args.format == "json":
-        sys.stdout.write(json.dumps({"registry": str(domains_file()), "domains": domains}, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps({"registry": str(registry.index_file), registry.kind: entries}, indent=2, sort_keys=True) + "\n")
         return 0
-    if not domains:
-        sys.stdout.write(f"no domains registered ({domains_file()})\n")
+    if not entries:
+        sys.stdout.write(f"no {registry.kind} registered ({registry.index_file})\n")
         return 0
-    for name, entry in sorted(domains.items()):
+    for name, entry in sorted(entries.items()):
         metric = entry.get("metrics", {}).get("dev_ndcg_after")
         detail = f"  dev nDCG@10 {metric:.4f}" if isinstance(metric, float) else ""
         sys.stdout.write(f"{name}\t{entry['path']}\tbase {entry.get('base_model')}{detail}\n")
     return 0
 
 
-def run_remove(args: argparse.Namespace) -> int:
+def run_remove(registry: ModelRegistry, args: argparse.Namespace, remove: Callable[[str], bool] | None = None) -> int:
     from crossrank.errors import InvalidInputError
-    from crossrank.models.domains import remove_domain
 
-    if not remove_domain(args.name):
-        raise InvalidInputError(f"domain {args.name!r} is not registered (see crossrank domains list)")
-    sys.stdout.write(f"removed domain {args.name}\n")
+    removed = remove(args.name) if remove is not None else registry.unregister(args.name) is not None
+    if not removed:
+        raise InvalidInputError(f"{registry.label} {args.name!r} is not registered (see crossrank {registry.kind} list)")
+    sys.stdout.write(f"removed {registry.label} {args.name}\n")
     return 0
