@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -514,7 +514,6 @@ def finish_run(
         else:
             shutil.copy(fp32, tmp / "model.onnx")
     calibration = fit_dev_calibration(calibration_scores, dev_data, candidates, config.calibrator, calibration_scorer)
-    save_calibration(calibration, tmp / "calibration.json")
     metrics["calibration"] = calibration.calibrator.to_dict()
     metrics["threshold"] = calibration.threshold
     metrics["family"] = family
@@ -527,11 +526,19 @@ def finish_run(
     # The revision names the published files, not the time of the export: redoing an export that
     # yields the same weights keeps the revision, so score caches keyed by it stay valid.
     content = hashlib.sha256(json.dumps(files, sort_keys=True).encode("utf-8")).hexdigest()
+    revision = f"trained-{content[:16]}"
+    # The dev scores came from these same files in a scratch folder: the calibration names the
+    # published model, so it applies to it (and sets its default max_length, see prepare_model).
+    scorer = dict(calibration.provenance.get("scorer") or {})
+    scorer["model"] = f"{metrics['name']}@{revision}"
+    scorer.pop("model_fingerprint", None)  # the scratch folder's, not the published one's
+    calibration = replace(calibration, provenance={**calibration.provenance, "scorer": scorer})
+    save_calibration(calibration, tmp / "calibration.json")
     ModelConfig(
         name=metrics["name"],
         onnx_file=onnx_file,
         torch_weights="model.safetensors",
-        revision=f"trained-{content[:16]}",
+        revision=revision,
         max_length=min(limit, 512),
         quantization=quantization,
         license=base_config.license,
@@ -553,5 +560,10 @@ def finish_run(
         from crossrank.models.domains import register_domain
 
         register_domain(config.domain, model_dir, base_model=config.base_model, metrics=metrics)
+    profile = getattr(config, "profile", None)
+    if profile:
+        from crossrank.models.profiles import register_profile
+
+        register_profile(profile, model_dir, base_model=config.teacher or config.base_model, metrics=metrics)
     logger.info("finished %s: dev nDCG@10 %.4f -> %.4f", model_dir, metrics["dev_ndcg_before"], after)
     return TrainResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics, history=history)

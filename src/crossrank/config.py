@@ -356,6 +356,15 @@ def _check_domain(name: str, value: object) -> str | None:
     return value  # type: ignore[return-value]
 
 
+def _check_profile(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    from crossrank.models.profiles import validate_profile_name
+
+    validate_profile_name(value)
+    return value  # type: ignore[return-value]
+
+
 # ----------------------------------------------------------------- declarations
 @dataclass(frozen=True)
 class OptionSpec:
@@ -445,9 +454,10 @@ class RerankerConfig:
     backend_options: dict[str, Any] = _option({}, _parse_mapping, _check_mapping, "backend-specific options (JSON object)", "model")
     calibration: Calibration | str | Path | None = _option(None, _parse_optional_text, _check_calibration, "calibration JSON file (none: the model's own)", "model")
     domain: str | None = _option(None, _parse_optional_text, _check_domain, "use the model registered for this domain", "model")
+    profile: str | None = _option(None, _parse_optional_text, _check_profile, "score with the speed profile registered under this name by 'crossrank distill --profile' (e.g. fast) instead of model", "model", cli=True, adapter=True)
     allow_download: bool = _option(True, _parse_bool, _check_bool, "whether a missing model may be downloaded", "model")
     # scoring
-    max_length: int | None = _option(None, _parse_optional_int, _check_int(8, optional=True), "tokens per query/passage pair (none: the model's limit)", "scoring", cli=True, adapter=True)
+    max_length: int | None = _option(None, _parse_optional_int, _check_int(8, optional=True), "tokens per query/passage pair (none: the length the model's calibration was fitted at, 192 for the embedded default; else the model's own, at most 512)", "scoring", cli=True, adapter=True)
     max_query_length: int | None = _option(None, _parse_optional_int, _check_int(1, optional=True), "tokens kept from the query (none: half of max_length)", "scoring")
     batch_size: int = _option(32, _parse_int, _check_int(1), "most rows per model call", "scoring", cli=True, adapter=True)
     token_budget: int = _option(1024, _parse_int, _check_int(8), "most padded tokens per model call", "scoring", cli=True, adapter=True)

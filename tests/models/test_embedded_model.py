@@ -124,8 +124,9 @@ def test_readme_example(embedded_reranker: Reranker) -> None:
     assert [d.index for d in result] == [1, 0]
     # The figures printed in the README's example (calibrated with the packaged calibration).
     # The shipped graph's full-range int8 activations saturate in ONNX Runtime's kernels on CPUs
-    # without VNNI, so the first reads 0.844 on an AVX2-only CPU; the README says so.
-    assert [d.score for d in result] == pytest.approx([0.861, 0.007], abs=0.02)
+    # without VNNI: with the earlier calibration the first read 0.844 on an AVX2-only CPU against
+    # 0.861 with VNNI; the README says so.
+    assert [d.score for d in result] == pytest.approx([0.842, 0.005], abs=0.02)
 
 
 def test_the_shipped_graphs_scores_are_cached_per_int8_instruction_set(embedded_reranker: Reranker) -> None:

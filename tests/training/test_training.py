@@ -471,8 +471,14 @@ def test_regression_gate_fails_loudly_for_a_degraded_int8_model(finished_run: An
     from crossrank.calibration import load_calibration
     from crossrank.training.export import fit_dev_calibration
 
+    from crossrank.models.config import ModelConfig
+
     published = load_calibration(finished_run.model_dir / "calibration.json")
-    assert published.provenance["scorer"] == ok.int8_scorer
+    # The same scorer settings, naming the published model (the gate scored its files in a scratch folder).
+    published_config = ModelConfig.load(finished_run.model_dir)
+    scorer = dict(published.provenance["scorer"])
+    assert scorer.pop("model") == f"{published_config.name}@{published_config.revision}"
+    assert scorer == {k: v for k, v in ok.int8_scorer.items() if k not in ("model", "model_fingerprint")}
     assert ok.int8_scorer["max_length"] == 48 and ok.int8_scorer["backend"] == "onnx"
     refit = fit_dev_calibration(ok.int8_scores, data, candidates, published.calibrator.kind).calibrator.to_dict()
     expected = published.calibrator.to_dict()

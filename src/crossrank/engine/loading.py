@@ -172,12 +172,31 @@ def files_fingerprint(folder: Path, config: ModelConfig) -> str:
 
 
 def model_to_load(settings: RerankerConfig) -> str:
-    """The domain's registered model when there is one, else ``settings.model``."""
+    """The speed profile's model, else the domain's registered model, else ``settings.model``.
+
+    Raises:
+        ModelNotFoundError: ``settings.profile`` is not registered.
+        ConfigurationError: A profile and a domain with a model of its own both name a model.
+    """
+    domain_path = None
+    if settings.domain is not None:
+        from crossrank.models.domains import domain_model_path
+
+        domain_path = domain_model_path(settings.domain)
+    if settings.profile is not None:
+        from crossrank.models.profiles import profile_model_path
+
+        if domain_path is not None:
+            raise ConfigurationError(
+                f"profile={settings.profile!r} and domain={settings.domain!r} both name a model (the domain has one "
+                f"registered at {domain_path}); choose one"
+            )
+        path = profile_model_path(settings.profile)
+        logger.debug("speed profile %r: using %s", settings.profile, path)
+        return str(path)
     if settings.domain is None:
         return settings.model
-    from crossrank.models.domains import domain_model_path
-
-    path = domain_model_path(settings.domain)
+    path = domain_path
     if path is None:
         logger.info("domain %r has no registered model; using %s", settings.domain, settings.model)
         return settings.model
@@ -199,6 +218,7 @@ class PreparedModel:
         limit: The longest row the model accepts.
         settings: The settings it was prepared for (the default ``token_budget`` raised to
             ``max_length`` where that is longer).
+        calibration: The calibration its scores will use (see :func:`prepare_model`).
     """
 
     path: Path
@@ -209,6 +229,7 @@ class PreparedModel:
     encoder: PairEncoder
     limit: int
     settings: RerankerConfig
+    calibration: Calibration
 
 
 def prepare_model(
@@ -218,9 +239,13 @@ def prepare_model(
 
     The family is ``settings.family``, else the one the folder's ``crossrank.json`` records, else
     the one the table of known model ids names, else the one its files show (``resolved``: an
-    already located model, e.g. a training checkpoint read as it is). ``max_length``
-    defaults to what the model's own code uses (capped at 512 tokens) and never exceeds its
-    position table; the default ``token_budget`` grows to ``max_length`` when that is longer.
+    already located model, e.g. a training checkpoint read as it is). The calibration is the
+    explicit one, then the domain's slot, then the model folder's, then a packaged one.
+    ``max_length`` defaults to the length that calibration was fitted at (so its probabilities
+    are the fitted ones; the embedded default's packaged calibration was fitted at 192 tokens,
+    the shortest length on the quality/speed frontier), else to what the model's own code uses
+    (capped at 512 tokens); it never exceeds the position table. The default ``token_budget``
+    grows to ``max_length`` when that is longer.
 
     Raises:
         ModelNotFoundError: No source has the model (the message lists where it looked).
@@ -240,7 +265,13 @@ def prepare_model(
         names=(requested, settings.model, config.name),
     )
     instruction = family.instruction_for(settings.instruction if settings.instruction is not None else config.instruction)
+    calibration = _load_calibration(
+        settings.calibration, resolved.path, config, family.probability_note(files), domain=settings.domain
+    )
     limit, default_length, source = model_lengths(files, config.max_length)
+    fitted_length = calibration_length(calibration, config, limit)
+    if fitted_length is not None:
+        default_length, source = fitted_length, "the length its calibration was fitted at"
     max_length = settings.max_length or default_length
     if max_length > limit:
         raise ConfigurationError(
@@ -267,7 +298,25 @@ def prepare_model(
         max_windows=settings.max_windows,
         layout=family.layout(tokenizer, files, instruction=instruction),
     )
-    return PreparedModel(resolved.path, config, files, family, instruction, encoder, limit, settings)
+    return PreparedModel(resolved.path, config, files, family, instruction, encoder, limit, settings, calibration)
+
+
+def calibration_length(calibration: Calibration, config: ModelConfig, limit: int) -> int | None:
+    """The ``max_length`` ``calibration`` was fitted at, when it applies to this model and fits it.
+
+    None when the calibration records no scorer length, was fitted on another model's scores,
+    or records a length over ``limit``.
+    """
+    scorer = calibration.provenance.get("scorer")
+    if not isinstance(scorer, Mapping):
+        return None
+    length = scorer.get("max_length")
+    if isinstance(length, bool) or not isinstance(length, int) or not 8 <= length <= limit:
+        return None
+    fitted_model = scorer.get("model")
+    if isinstance(fitted_model, str) and fitted_model.split("+", 1)[0] != f"{config.name}@{config.revision}":
+        return None
+    return length
 
 
 def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | None = None) -> LoadedModel:
@@ -285,9 +334,7 @@ def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | 
     config, family, settings = prepared.config, prepared.family, prepared.settings
     spec = choose_backend(settings, backend_registry(plugin_manager), config)
     backend = spec.build(prepared.path, config, settings.device, settings.backend_options, family=family)
-    calibration = _load_calibration(
-        settings.calibration, prepared.path, config, family.probability_note(prepared.files), domain=settings.domain
-    )
+    calibration = prepared.calibration
     drift = monitor_for(calibration.provenance, name=config.name)
     loaded = LoadedModel(
         backend, prepared.encoder, config, calibration, prepared.path, settings, drift,
