@@ -24,6 +24,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "crossrank.benchmarks.families",
     "crossrank.benchmarks.calibration",
     "crossrank.benchmarks.frontier",
+    "crossrank.benchmarks.early_exit",
 )
 
 
