@@ -105,3 +105,23 @@ def test_report_states_ratio_against_the_reference() -> None:
     report = format_report([fast, slow], {}, workload, max_length=256, repeats=3)
     assert "| 42.0 (40.0–44.0) | 4.00x |" in report
     assert "max_length 256" in report
+
+
+def test_a_speed_profile_is_a_configuration(isolated_home: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from crossrank.benchmarks.speed import build_scorer, describe_configuration, parse_configuration
+    from crossrank.errors import ModelNotFoundError
+    from crossrank.models.profiles import register_profile
+
+    with pytest.raises(ModelNotFoundError, match="speed profile 'fast' is not registered"):
+        parse_configuration("profile=fast", 256)
+    register_profile("fast", tiny_model_dir)
+    assert parse_configuration("profile=fast@64", 256) == ("profile=fast", 64)
+    assert describe_configuration("profile=fast", 256).endswith("at its defaults, its calibrated max_length")
+    assert describe_configuration("profile=fast@64", 256).endswith("at its defaults, max_length 64")
+    score = build_scorer("profile=fast", model_dir=tiny_model_dir, max_length=256, workdir=tmp_path)
+    scores = score("a query", ["one passage", "another passage"])
+    assert len(scores) == 2
+    from crossrank import Reranker
+
+    direct = Reranker(str(tiny_model_dir)).score([("a query", "one passage"), ("a query", "another passage")], raw=True)
+    assert list(scores) == pytest.approx(list(direct), abs=1e-5)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.benchmarks import median_min_max, write_section
-from crossrank.errors import InvalidInputError
+from crossrank.errors import BackendUnavailableError, InvalidInputError
 
 __all__ = ["register", "CONFIGURATIONS", "run_speed_benchmark"]
 
@@ -38,6 +38,9 @@ CONFIGURATIONS = (
     "crossrank-select-pertensor",
     "crossrank-cascade",
     "crossrank-static",
+    "crossrank-2x2",
+    "crossrank-openvino",
+    "crossrank-openvino-1call",
     "onnx-fp32",
     "onnx-fp32-fused",
     "crossrank-torch",
@@ -54,6 +57,9 @@ _DESCRIPTIONS = {
     "crossrank-select-pertensor": "crossrank default (an older name for it)",
     "crossrank-cascade": "crossrank int8 ONNX cascade: all candidates at 64 tokens (select), top 10 re-scored",
     "crossrank-static": "static int8 ONNX (QDQ, per-channel weights, activation ranges from 64 train-split pairs) of the imported weights",
+    "crossrank-2x2": "crossrank default but two intra-op threads per call (two calls at once on two cores: oversubscribed)",
+    "crossrank-openvino": "crossrank default on ONNX Runtime's OpenVINO execution provider (CPU, one thread per call, one call per core)",
+    "crossrank-openvino-1call": "crossrank default on ONNX Runtime's OpenVINO execution provider (CPU, its own threading, one call at a time)",
     "onnx-fp32": "fp32 ONNX export of the imported weights, ONNX Runtime's own graph optimizations",
     "onnx-fp32-fused": "fp32 ONNX export with ONNX Runtime transformer fusions (Attention, SkipLayerNorm, BiasGelu)",
     "crossrank-torch": "crossrank, PyTorch backend, fp32 weights imported from the int8 graph",
@@ -225,9 +231,15 @@ def parse_configuration(spec: str, default_length: int) -> tuple[str, int]:
     ONNX path on another model folder, e.g. a distilled student beside its teacher;
     ``model-pertensor=FOLDER`` runs that folder's int8 graph with per-tensor activation scales,
     each pair alone and one call per core (how the embedded default runs by default).
+    ``profile=NAME`` runs ``Reranker(profile=NAME)`` at its defaults (its own calibrated length
+    unless ``@max_length`` is given).
     """
     name, _, length = spec.rpartition("@") if "@" in spec else (spec, "", "")
-    if name.startswith(MODEL_PREFIXES):
+    if name.startswith("profile="):
+        from crossrank.models.profiles import profile_model_path
+
+        profile_model_path(name.partition("=")[2])  # registered, or a ModelNotFoundError saying how to make it
+    elif name.startswith(MODEL_PREFIXES):
         folder = name.partition("=")[2]
         if not folder or not Path(folder).is_dir():
             raise InvalidInputError(f"configuration {spec!r}: expected model=FOLDER with an existing model folder")
@@ -244,6 +256,9 @@ def parse_configuration(spec: str, default_length: int) -> tuple[str, int]:
 
 def describe_configuration(spec: str, default_length: int) -> str:
     name, length = parse_configuration(spec, default_length)
+    if name.startswith("profile="):
+        shown = f"max_length {length}" if "@" in spec else "its calibrated max_length"
+        return f"crossrank speed profile `{name.partition('=')[2]}` (Reranker(profile=...)) at its defaults, {shown}"
     if name.startswith(MODEL_PREFIXES):
         kind, _, folder = name.partition("=")
         mode = {
@@ -257,6 +272,13 @@ def describe_configuration(spec: str, default_length: int) -> str:
 def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, data_dir: Path = Path("../shared/data/scifact")) -> Scorer:
     """Load one configuration (``name`` or ``name@max_length``); return ``score(query, texts)``."""
     name, max_length = parse_configuration(spec, max_length)
+    if name.startswith("profile="):
+        from crossrank import Reranker
+        from crossrank.config import RerankerConfig
+
+        length = {"max_length": max_length} if "@" in spec else {}
+        profiled = Reranker.from_config(RerankerConfig(profile=name.partition("=")[2], **length)).warm_up()
+        return lambda query, texts: profiled.score([(query, t) for t in texts], raw=True)
     if name.startswith(MODEL_PREFIXES):
         from crossrank import Reranker
         from crossrank.config import RerankerConfig
@@ -267,9 +289,20 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
             model=folder, backend="onnx", max_length=max_length,
             long_documents="select" if kind == "model-select" else "truncate", **runtime)).warm_up()
         return lambda query, texts: reranker.score([(query, t) for t in texts], raw=True)
-    if name in ("crossrank", "crossrank-truncate", "crossrank-pertoken", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "onnx-fp32", "onnx-fp32-fused"):
+    if name in ("crossrank", "crossrank-truncate", "crossrank-pertoken", "crossrank-select", "crossrank-pertensor", "crossrank-select-pertensor", "crossrank-static", "crossrank-2x2", "crossrank-openvino", "crossrank-openvino-1call", "onnx-fp32", "onnx-fp32-fused"):
         from crossrank import Reranker
+        from crossrank.backends.onnx_backend import usable_cores
         from crossrank.config import RerankerConfig
+
+        if name.startswith("crossrank-openvino"):
+            import onnxruntime
+
+            if "OpenVINOExecutionProvider" not in onnxruntime.get_available_providers():
+                raise BackendUnavailableError(
+                    f"configuration {name!r} needs ONNX Runtime's OpenVINO execution provider (pip install "
+                    f"onnxruntime-openvino in place of onnxruntime); this onnxruntime {onnxruntime.__version__} has "
+                    f"{onnxruntime.get_available_providers()}"
+                )
 
         # Only what a configuration changes is passed; everything else is the Reranker default.
         changes: dict[str, dict[str, Any]] = {
@@ -277,6 +310,12 @@ def build_scorer(spec: str, *, model_dir: Path, max_length: int, workdir: Path, 
             "crossrank-pertoken": {"long_documents": "truncate", "backend_options": {"activation_quantization": "per-token"}},
             "crossrank-select": {"backend_options": {"activation_quantization": "per-token"}},
             "crossrank-pertensor": {"backend_options": {"concurrent_calls": 1}},
+            "crossrank-2x2": {"backend_options": {"num_threads": 2, "concurrent_calls": usable_cores()}},
+            "crossrank-openvino": {"backend_options": {
+                "providers": [("OpenVINOExecutionProvider", {"device_type": "CPU", "num_of_threads": 1})],
+                "concurrent_calls": usable_cores()}},
+            "crossrank-openvino-1call": {"backend_options": {
+                "providers": [("OpenVINOExecutionProvider", {"device_type": "CPU"})], "concurrent_calls": 1}},
             "crossrank-static": {"long_documents": "truncate"},
             "onnx-fp32": {"long_documents": "truncate"},
             "onnx-fp32-fused": {"long_documents": "truncate"},
