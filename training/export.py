@@ -268,7 +268,8 @@ def onnx_model_folder(
 
 
 def _dev_scores_with_reranker(
-    model_dir: Path, dev_data: Any, candidates: Mapping[str, list[str]], max_length: int
+    model_dir: Path, dev_data: Any, candidates: Mapping[str, list[str]], max_length: int,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> tuple[float, dict[str, np.ndarray], dict[str, Any]]:
     """Dev nDCG@10, dev logits per query and the scorer settings of ``Reranker(model_dir)``."""
     from crossrank.training.trainer import evaluate_dev
@@ -279,7 +280,8 @@ def _dev_scores_with_reranker(
     from crossrank.evaluation.cache import scorer_settings
 
     reranker = Reranker.from_config(
-        RerankerConfig(model=str(model_dir), backend="onnx", max_length=max_length, allow_download=False)
+        RerankerConfig(model=str(model_dir), backend="onnx", max_length=max_length, allow_download=False,
+                       backend_options=dict(backend_options or {}))
     )
     try:
         value, scores = evaluate_dev(lambda pairs: np.asarray(reranker.score(pairs, raw=True)), dev_data, candidates)
@@ -290,15 +292,20 @@ def _dev_scores_with_reranker(
 
 
 def regression_gate(
-    fp32_dir: str | Path, int8_dir: str | Path, dev_data: Any, candidates: Mapping[str, list[str]], *, tolerance: float = 0.01, max_length: int = 256
+    fp32_dir: str | Path, int8_dir: str | Path, dev_data: Any, candidates: Mapping[str, list[str]], *, tolerance: float = 0.01, max_length: int = 256,
+    activation_quantization: str = "per-token",
 ) -> GateResult:
     """Compare dev nDCG@10 of the fp32 and int8 ONNX models; raise if int8 loses more than ``tolerance``.
+
+    A dynamic int8 model is scored with ``activation_quantization`` (``per-token`` or
+    ``per-tensor``), the way it will run.
 
     Raises:
         RegressionGateError: ``fp32 - int8 > tolerance``.
     """
     fp32_ndcg, _, _ = _dev_scores_with_reranker(Path(fp32_dir), dev_data, candidates, max_length)
-    int8_ndcg, int8_scores, int8_scorer = _dev_scores_with_reranker(Path(int8_dir), dev_data, candidates, max_length)
+    options = {"activation_quantization": activation_quantization} if activation_quantization == "per-tensor" else {}
+    int8_ndcg, int8_scores, int8_scorer = _dev_scores_with_reranker(Path(int8_dir), dev_data, candidates, max_length, options)
     result = GateResult(fp32_ndcg=fp32_ndcg, int8_ndcg=int8_ndcg, tolerance=float(tolerance),
                         int8_scores=int8_scores, int8_scorer=int8_scorer)
     if not result.passed:
@@ -505,6 +512,7 @@ def finish_run(
                 gate = regression_gate(
                     export_dir / "fp32", export_dir / "int8", dev_data, candidates,
                     tolerance=config.gate_tolerance, max_length=config.max_length,
+                    activation_quantization=config.activation_quantization if quantization == "dynamic-int8" else "per-token",
                 )
             except RegressionGateError:
                 atomic_write_text(run_dir / "metrics.json", json.dumps({**metrics, "gate": "failed"}, indent=1) + "\n")

@@ -69,6 +69,7 @@ def test_distill_from_an_int8_teacher_registers_a_speed_profile(
         "quantize": True,
         "gate_tolerance": 1.0,
         "num_threads": 1,
+        "activation_quantization": "per-tensor",  # gated and calibrated per tensor, so it runs per tensor
     }
     config_file = tmp_path / "distill.json"
     config_file.write_text(json.dumps(config))
@@ -84,5 +85,18 @@ def test_distill_from_an_int8_teacher_registers_a_speed_profile(
     # The student's own calibration was fitted at the run's max_length, so that is its default length.
     assert reranker.loaded.encoder.max_length == 40
     assert reranker.calibration.provenance["scorer"]["max_length"] == 40
+    assert reranker.calibration.provenance["scorer"]["activation_quantization"] == "per-tensor"
+    assert reranker.loaded.activation_quantization == "per-tensor"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gate"]["passed"]
     result = reranker.rerank("a query", ["one passage", "another passage"])
     assert len(result) == 2 and all(0.0 <= doc.score <= 1.0 for doc in result)
+
+
+def test_activation_quantization_is_validated(tiny_model_dir: Path) -> None:
+    from crossrank.errors import ConfigurationError
+    from crossrank.training.config import TrainConfig
+
+    base = {"base_model": str(tiny_model_dir), "output_dir": "run", "data": {"format": "beir", "path": "data"}}
+    assert TrainConfig.from_dict(base).activation_quantization == "per-token"
+    with pytest.raises(ConfigurationError, match="activation_quantization must be per-token or per-tensor; received 'fast'"):
+        TrainConfig.from_dict({**base, "activation_quantization": "fast"})

@@ -301,6 +301,31 @@ def prepare_model(
     return PreparedModel(resolved.path, config, files, family, instruction, encoder, limit, settings, calibration)
 
 
+def calibrated_backend_options(
+    backend: str, options: Mapping[str, Any], calibration: Calibration, config: ModelConfig
+) -> dict[str, Any]:
+    """``options``, with the activation quantization the calibration was fitted with when none is given.
+
+    An int8 ONNX model whose calibration records per-tensor scores (``crossrank calibrate`` or
+    ``crossrank tune`` run with ``activation_quantization="per-tensor"``, as for the ``fast``
+    speed profile) runs per tensor by default, pair by pair with one call per core, so its
+    probabilities are the fitted ones. Options given explicitly are kept as they are.
+    """
+    chosen = dict(options)
+    if backend != "onnx" or "activation_quantization" in chosen:
+        return chosen
+    if config.quantization not in ("dynamic-int8", "per-token-int8"):
+        return chosen
+    scorer = calibration.provenance.get("scorer")
+    if not isinstance(scorer, Mapping) or scorer.get("activation_quantization") != "per-tensor":
+        return chosen
+    fitted_model = scorer.get("model")
+    if isinstance(fitted_model, str) and fitted_model.split("+", 1)[0] != f"{config.name}@{config.revision}":
+        return chosen
+    chosen["activation_quantization"] = "per-tensor"
+    return chosen
+
+
 def calibration_length(calibration: Calibration, config: ModelConfig, limit: int) -> int | None:
     """The ``max_length`` ``calibration`` was fitted at, when it applies to this model and fits it.
 
@@ -333,7 +358,8 @@ def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | 
     prepared = prepare_model(settings, plugin_manager)
     config, family, settings = prepared.config, prepared.family, prepared.settings
     spec = choose_backend(settings, backend_registry(plugin_manager), config)
-    backend = spec.build(prepared.path, config, settings.device, settings.backend_options, family=family)
+    options = calibrated_backend_options(spec.name, settings.backend_options, prepared.calibration, config)
+    backend = spec.build(prepared.path, config, settings.device, options, family=family)
     calibration = prepared.calibration
     drift = monitor_for(calibration.provenance, name=config.name)
     loaded = LoadedModel(
