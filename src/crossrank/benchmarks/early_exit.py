@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crossrank.benchmarks import median_min_max, write_section
+from crossrank.cli.common import parse_int_list
 from crossrank.errors import ConfigurationError, InvalidInputError, ModelIntegrityError
 
 if TYPE_CHECKING:
@@ -700,13 +701,7 @@ class _DatasetRun:
 
 
 def _parse_keeps(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0; received {text!r}") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 0; received {text!r}")
-    return values
+    return parse_int_list(text, minimum=0)
 
 
 def _parse_margins(text: str) -> list[float]:

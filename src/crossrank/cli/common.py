@@ -39,12 +39,18 @@ def parse_unit_interval(text: str, what: str = "a number in [0, 1]") -> float:
 
 def parse_positive_ints(text: str) -> list[int]:
     """A command-line list of positive integers, comma-separated (``"5,10,25"``)."""
+    return parse_int_list(text, minimum=1)
+
+
+def parse_int_list(text: str, *, minimum: int) -> list[int]:
+    """A non-empty command-line list of integers >= ``minimum``, comma-separated."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
+    if not values or any(v < minimum for v in values):
+        expected = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise argparse.ArgumentTypeError(f"expected {expected}; received {text!r}")
     return values
 
 
