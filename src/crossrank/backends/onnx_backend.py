@@ -210,6 +210,10 @@ def _per_tensor_graph(model_dir: Path, config: ModelConfig, path: Path) -> tuple
         config.verify(model_dir, only=(original,))
         # The per-token graph was rewritten from this one because it had dynamic quantization.
         return str(path), "dynamic-int8"
+    if config.quantization == "dynamic-int8" and config.onnx_file in config.files:
+        # Declared by its crossrank.json and pinned by the hash verified at load: parsing the graph
+        # (and importing onnx, most of a cold start) would only confirm it.
+        return str(path), "dynamic-int8"
     return str(path), ("dynamic-int8" if has_dynamic_quantization(_load_graph(path)) else "none")
 
 
