@@ -347,22 +347,18 @@ def _check_cache(name: str, value: object) -> Any:
     )
 
 
-def _check_domain(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    from crossrank.models.domains import validate_domain_name
+def _check_registered_name(kind: str) -> Callable[[str, object], str | None]:
+    """The check of an option naming an entry of a model registry (``domains`` or ``profiles``)."""
 
-    validate_domain_name(value)  # type: ignore[arg-type]
-    return value  # type: ignore[return-value]
+    def check(name: str, value: object) -> str | None:
+        if value is None:
+            return None
+        from crossrank.models.domains import DOMAINS
+        from crossrank.models.profiles import PROFILES
 
+        return (DOMAINS if kind == "domains" else PROFILES).validate_name(value)
 
-def _check_profile(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    from crossrank.models.profiles import validate_profile_name
-
-    validate_profile_name(value)
-    return value  # type: ignore[return-value]
+    return check
 
 
 # ----------------------------------------------------------------- declarations
@@ -453,8 +449,8 @@ class RerankerConfig:
     device: str = _option("cpu", _parse_text, _check_device, "cpu, cuda or cuda:N", "model", cli=True, adapter=True)
     backend_options: dict[str, Any] = _option({}, _parse_mapping, _check_mapping, "backend-specific options (JSON object)", "model")
     calibration: Calibration | str | Path | None = _option(None, _parse_optional_text, _check_calibration, "calibration JSON file (none: the model's own)", "model")
-    domain: str | None = _option(None, _parse_optional_text, _check_domain, "use the model registered for this domain", "model")
-    profile: str | None = _option(None, _parse_optional_text, _check_profile, "score with the speed profile registered under this name by 'crossrank distill --profile' (e.g. fast) instead of model", "model", cli=True, adapter=True)
+    domain: str | None = _option(None, _parse_optional_text, _check_registered_name("domains"), "use the model registered for this domain", "model")
+    profile: str | None = _option(None, _parse_optional_text, _check_registered_name("profiles"), "score with the speed profile registered under this name by 'crossrank distill --profile' (e.g. fast) instead of model", "model", cli=True, adapter=True)
     allow_download: bool = _option(True, _parse_bool, _check_bool, "whether a missing model may be downloaded", "model")
     # scoring
     max_length: int | None = _option(None, _parse_optional_int, _check_int(8, optional=True), "tokens per query/passage pair (none: the length the model's calibration was fitted at, 192 for the embedded default; else the model's own, at most 512)", "scoring", cli=True, adapter=True)

@@ -316,13 +316,8 @@ def calibrated_backend_options(
         return chosen
     if config.quantization not in ("dynamic-int8", "per-token-int8"):
         return chosen
-    scorer = calibration.provenance.get("scorer")
-    if not isinstance(scorer, Mapping) or scorer.get("activation_quantization") != "per-tensor":
-        return chosen
-    fitted_model = scorer.get("model")
-    if isinstance(fitted_model, str) and fitted_model.split("+", 1)[0] != f"{config.name}@{config.revision}":
-        return chosen
-    chosen["activation_quantization"] = "per-tensor"
+    if _fitted_scorer(calibration, config).get("activation_quantization") == "per-tensor":
+        chosen["activation_quantization"] = "per-tensor"
     return chosen
 
 
@@ -332,16 +327,23 @@ def calibration_length(calibration: Calibration, config: ModelConfig, limit: int
     None when the calibration records no scorer length, was fitted on another model's scores,
     or records a length over ``limit``.
     """
-    scorer = calibration.provenance.get("scorer")
-    if not isinstance(scorer, Mapping):
-        return None
-    length = scorer.get("max_length")
+    length = _fitted_scorer(calibration, config).get("max_length")
     if isinstance(length, bool) or not isinstance(length, int) or not 8 <= length <= limit:
         return None
-    fitted_model = scorer.get("model")
-    if isinstance(fitted_model, str) and fitted_model.split("+", 1)[0] != f"{config.name}@{config.revision}":
-        return None
     return length
+
+
+def _fitted_scorer(calibration: Calibration, config: ModelConfig) -> Mapping[str, Any]:
+    """The scorer settings ``calibration`` records, or ``{}`` when it records none or names another model."""
+    scorer = calibration.provenance.get("scorer")
+    if not isinstance(scorer, Mapping) or _names_another_model(scorer.get("model"), config):
+        return {}
+    return scorer
+
+
+def _names_another_model(fitted: object, config: ModelConfig) -> bool:
+    """Whether a recorded scorer model (``name@revision``, maybe ``+variant``) is not ``config``'s."""
+    return isinstance(fitted, str) and fitted.split("+", 1)[0] != f"{config.name}@{config.revision}"
 
 
 def load_model(settings: RerankerConfig, plugin_manager: pluggy.PluginManager | None = None) -> LoadedModel:
@@ -458,7 +460,7 @@ def _note_foreign_calibration(calibration: Calibration, config: ModelConfig, pat
     """Warn when a domain's calibration was fitted on another model's scores."""
     scorer = calibration.provenance.get("scorer")
     fitted = scorer.get("model") if isinstance(scorer, Mapping) else None
-    if isinstance(fitted, str) and fitted.split("+", 1)[0] != f"{config.name}@{config.revision}":
+    if _names_another_model(fitted, config):
         logger.warning(
             "the calibration in %s was fitted on scores of %s, not of %s@%s; its probabilities do not apply to "
             "this model (fit one for it with 'crossrank calibrate --domain')",
