@@ -92,21 +92,16 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def model_info(name: str, *, family: str | None = None, instruction: str | None = None) -> dict[str, object]:
     """What ``crossrank models info`` reports about a model (no weights are loaded)."""
-    from crossrank.calibration import CALIBRATION_FILENAME, load_calibration, packaged_calibration
     from crossrank.config import RerankerConfig
     from crossrank.engine.loading import prepare_model
 
     prepared = prepare_model(RerankerConfig(model=name, family=family, instruction=instruction, allow_download=False))
     config, files = prepared.config, prepared.files
-    calibration_file = prepared.path / CALIBRATION_FILENAME
-    if not calibration_file.is_file():
-        packaged = packaged_calibration(config)
-        calibration_file = packaged if packaged is not None else calibration_file
     calibration: dict[str, object] = {"fitted": False}
-    if calibration_file.is_file():
-        fitted = load_calibration(calibration_file)
+    if prepared.calibration_file is not None:
+        fitted = prepared.calibration
         calibration = {
-            "fitted": True, "file": str(calibration_file), "calibrator": fitted.calibrator.kind,
+            "fitted": True, "file": str(prepared.calibration_file), "calibrator": fitted.calibrator.kind,
             "threshold": fitted.threshold, "abstention": bool(fitted.abstention),
         }
     note = prepared.family.probability_note(files)

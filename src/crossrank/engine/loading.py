@@ -219,6 +219,8 @@ class PreparedModel:
         settings: The settings it was prepared for (the default ``token_budget`` raised to
             ``max_length`` where that is longer).
         calibration: The calibration its scores will use (see :func:`prepare_model`).
+        calibration_file: The file that calibration was read from (None: given as an object, or
+            none fitted).
     """
 
     path: Path
@@ -230,6 +232,7 @@ class PreparedModel:
     limit: int
     settings: RerankerConfig
     calibration: Calibration
+    calibration_file: Path | None
 
 
 def prepare_model(
@@ -265,7 +268,7 @@ def prepare_model(
         names=(requested, settings.model, config.name),
     )
     instruction = family.instruction_for(settings.instruction if settings.instruction is not None else config.instruction)
-    calibration = _load_calibration(
+    calibration, calibration_file = _load_calibration(
         settings.calibration, resolved.path, config, family.probability_note(files), domain=settings.domain
     )
     limit, default_length, source = model_lengths(files, config.max_length)
@@ -298,7 +301,9 @@ def prepare_model(
         max_windows=settings.max_windows,
         layout=family.layout(tokenizer, files, instruction=instruction),
     )
-    return PreparedModel(resolved.path, config, files, family, instruction, encoder, limit, settings, calibration)
+    return PreparedModel(
+        resolved.path, config, files, family, instruction, encoder, limit, settings, calibration, calibration_file
+    )
 
 
 def calibrated_backend_options(
@@ -424,13 +429,14 @@ def _load_calibration(
     note: str | None = None,
     *,
     domain: str | None = None,
-) -> Calibration:
+) -> tuple[Calibration, Path | None]:
     """The calibration to use: the explicit one, then the domain's slot (``crossrank calibrate
-    --domain``), then the model folder's ``calibration.json``, then a packaged one, else a plain sigmoid."""
+    --domain``), then the model folder's ``calibration.json``, then a packaged one, else a plain sigmoid;
+    with the file it was read from (None for an explicit object or the plain sigmoid)."""
     if isinstance(option, Calibration):
-        return option
+        return option, None
     if option is not None:
-        return load_calibration(option)
+        return load_calibration(option), Path(option)
     if domain is not None:
         from crossrank.models.domains import domain_calibration_path
 
@@ -438,13 +444,13 @@ def _load_calibration(
         if slot.is_file():
             calibration = load_calibration(slot)
             _note_foreign_calibration(calibration, config, slot)
-            return calibration
+            return calibration, slot
     candidate = model_path / CALIBRATION_FILENAME
     if candidate.is_file():
-        return load_calibration(candidate)
+        return load_calibration(candidate), candidate
     packaged = packaged_calibration(config)
     if packaged is not None:
-        return load_calibration(packaged)
+        return load_calibration(packaged), Path(packaged)
     logger.info(
         "model %s has no fitted calibration (no %s in %s): scores are a plain sigmoid of the logit, not "
         "calibrated probabilities; fit one with 'crossrank calibrate' or 'crossrank tune'%s",
@@ -453,7 +459,7 @@ def _load_calibration(
         model_path,
         f" ({note})" if note else "",
     )
-    return Calibration()
+    return Calibration(), None
 
 
 def _note_foreign_calibration(calibration: Calibration, config: ModelConfig, path: Path) -> None:
